@@ -1,0 +1,155 @@
+"""Fields of a cache and how their arrays are stored.
+
+Storage kinds:
+- ``fp16`` (default) and ``fp32``: the array cast to that float type.
+- ``int8``: symmetric quantisation with one float32 scale per vector (the last axis):
+  ``q = round(x / s)``, ``s = max|x| / 127``. Each element is off by at most ``s / 2``.
+- ``uint8``: integer data such as pixels, stored as is (values must lie in 0..255).
+- ``int32``: integer data such as token ids or labels, stored as is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+STORAGE_DTYPES = {
+    "fp16": np.float16,
+    "fp32": np.float32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int32": np.int32,
+}
+FLOAT_STORAGE = ("fp16", "fp32", "int8")
+INT8_MAX = 127
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One per-sample array of the cache: its shape (without the sample axis) and storage.
+
+    ``producer`` is the fingerprint of whatever computed it (an encoder id plus the sha256 of
+    its weights and its preprocessing), so a cache made by other weights never passes for this one.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    storage: str = "fp16"
+    producer: str = ""
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"field name {self.name!r} is not allowed: use lower-case letters, digits and "
+                "underscores, starting with a letter"
+            )
+        if self.storage not in STORAGE_DTYPES:
+            raise ValueError(
+                f"field {self.name!r}: unknown storage {self.storage!r}; "
+                f"choose one of {sorted(STORAGE_DTYPES)}"
+            )
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        if any(n <= 0 for n in self.shape):
+            raise ValueError(f"field {self.name!r}: every dimension must be positive, got {self.shape}")
+        if self.storage == "int8" and not self.shape:
+            raise ValueError(f"field {self.name!r}: int8 storage needs at least one axis (the vector)")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(STORAGE_DTYPES[self.storage])
+
+    @property
+    def has_scale(self) -> bool:
+        return self.storage == "int8"
+
+    @property
+    def scale_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1]
+
+    @property
+    def bytes_per_sample(self) -> int:
+        """Payload bytes of one sample (quantised values plus their float32 scales)."""
+        size = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        if self.has_scale:
+            size += int(np.prod(self.scale_shape, dtype=np.int64)) * 4
+        return size
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["dtype"] = self.dtype.name
+        data["bytes_per_sample"] = self.bytes_per_sample
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> FieldSpec:
+        return cls(
+            name=data["name"],
+            shape=tuple(data["shape"]),
+            storage=data["storage"],
+            producer=data.get("producer", ""),
+        )
+
+
+def encode(spec: FieldSpec, array: np.ndarray, key: str = "?") -> tuple[np.ndarray, np.ndarray | None]:
+    """Check one sample's array against its spec and convert it to the stored form.
+
+    Returns ``(values, scale)``; ``scale`` is None unless the storage is int8.
+    """
+    array = np.asarray(array)
+    if array.shape != spec.shape:
+        raise ValueError(
+            f"sample {key!r}, field {spec.name!r}: shape {array.shape} does not match the declared "
+            f"shape {spec.shape}; fix the producer or declare the field with the right shape"
+        )
+    if spec.storage in FLOAT_STORAGE:
+        return _encode_float(spec, array, key)
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.bool_):
+        raise ValueError(
+            f"sample {key!r}, field {spec.name!r}: {spec.storage} storage takes integers, "
+            f"got {array.dtype}"
+        )
+    info = np.iinfo(spec.dtype)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise ValueError(
+            f"sample {key!r}, field {spec.name!r}: values outside {spec.storage} range "
+            f"[{info.min}, {info.max}]"
+        )
+    return np.ascontiguousarray(array, dtype=spec.dtype), None
+
+
+def _encode_float(spec: FieldSpec, array: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    values = np.asarray(array, dtype=np.float32)
+    if spec.storage == "fp32":
+        return np.ascontiguousarray(values), None
+    if spec.storage == "fp16":
+        return np.ascontiguousarray(values.astype(np.float16)), None
+    peak = np.abs(values).max(axis=-1)
+    scale = (peak / INT8_MAX).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1.0)[..., None]
+    quantised = np.clip(np.rint(values / safe), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return np.ascontiguousarray(quantised), np.ascontiguousarray(scale)
+
+
+def decode(
+    spec: FieldSpec, values: np.ndarray, scale: np.ndarray | None, as_float32: bool
+) -> np.ndarray:
+    """The stored form back to an array: the stored dtype, or float32 when asked.
+
+    int8 fields are always dequantised (to float16, or float32 when asked), since the raw
+    integers mean nothing without their scale.
+    """
+    if spec.has_scale:
+        if scale is None:
+            raise ValueError(f"field {spec.name!r}: int8 values found without their scale")
+        restored = values.astype(np.float32) * scale.astype(np.float32)[..., None]
+        return restored if as_float32 else restored.astype(np.float16)
+    return values.astype(np.float32) if as_float32 else values
+
+
+def nonfinite(array: np.ndarray) -> bool:
+    """True when a float array holds a NaN or an infinity."""
+    return np.issubdtype(array.dtype, np.floating) and not bool(np.isfinite(array).all())

@@ -1,0 +1,144 @@
+"""One WebDataset tar shard: writer and reader.
+
+Per sample the members are ``<key>.<field>.npy`` (``<key>.<field>.scale.npy`` beside int8
+fields) and ``<key>.json``, so plain ``webdataset.WebDataset`` and ``tarfile`` read the shard.
+Headers carry no time, user or group, so the same samples always give the same bytes. The writer
+returns where each member's data starts, which the offset index stores for random access.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import finish_atomic, tmp_path
+from .fields import FieldSpec
+from .keys import member_key
+
+Encoded = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def member_names(fields: dict[str, FieldSpec]) -> list[str]:
+    """Member extensions of one sample, in the order they are written."""
+    names = []
+    for name, spec in fields.items():
+        names.append(f"{name}.npy")
+        if spec.has_scale:
+            names.append(f"{name}.scale.npy")
+    names.append("json")
+    return names
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+class TarShardWriter:
+    suffix = ".tar"
+
+    def __init__(self, path: Path, fields: dict[str, FieldSpec], max_rows: int = 0):
+        self.path = path
+        self.fields = fields
+        self._tmp = tmp_path(path)
+        self._handle = open(self._tmp, "wb")
+        self._tar = tarfile.open(fileobj=self._handle, mode="w", format=tarfile.PAX_FORMAT)
+
+    @property
+    def bytes_written(self) -> int:
+        return self._tar.offset
+
+    def add(self, key: str, encoded: Encoded, meta: bytes) -> list[int]:
+        """Append one sample; returns ``[offset, size]`` of each member's data, in member order."""
+        safe = member_key(key)
+        locations: list[int] = []
+        for name, spec in self.fields.items():
+            values, scale = encoded[name]
+            locations += self._add_member(f"{safe}.{name}.npy", npy_bytes(values))
+            if spec.has_scale:
+                locations += self._add_member(f"{safe}.{name}.scale.npy", npy_bytes(scale))
+        locations += self._add_member(f"{safe}.json", meta)
+        return locations
+
+    def _add_member(self, name: str, data: bytes) -> list[int]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        info.mtime = 0
+        self._tar.addfile(info, io.BytesIO(data))
+        padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        return [self._tar.offset - padded, len(data)]
+
+    def close(self) -> None:
+        self._tar.close()
+        self._handle.close()
+        finish_atomic(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class TarShardReader:
+    """Reads samples of one tar shard through its offset index (sequentially or by row)."""
+
+    def __init__(self, path: Path, fields: dict[str, FieldSpec], index: dict):
+        self.path = path
+        self.fields = fields
+        self.offsets = index["offsets"]
+        names = member_names(fields)
+        if index.get("members") != names:
+            raise ValueError(
+                f"{path}: the offset index lists members {index.get('members')} but the manifest "
+                f"declares {names}; the cache is inconsistent: run python -m extract.verify"
+            )
+        self._handle = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def read(self, row: int, wanted: set[str] | None = None) -> tuple[dict, bytes]:
+        """Stored arrays ``{field: (values, scale)}`` and the json bytes of one sample."""
+        if self._handle is None:
+            self._handle = open(self.path, "rb")
+        spans = iter(zip(self.offsets[row][0::2], self.offsets[row][1::2]))
+        arrays = {}
+        for name, spec in self.fields.items():
+            values_span = next(spans)
+            scale_span = next(spans) if spec.has_scale else None
+            if wanted is not None and name not in wanted:
+                continue
+            values = self._load(values_span)
+            scale = self._load(scale_span) if scale_span else None
+            arrays[name] = (values, scale)
+        meta = self._read_span(next(spans))
+        return arrays, meta
+
+    def iterate(self, wanted: set[str] | None = None):
+        """All samples in order (the reads run forward through the file)."""
+        for row in range(len(self.offsets)):
+            yield self.read(row, wanted)
+
+    def _read_span(self, span: tuple[int, int]) -> bytes:
+        offset, size = span
+        self._handle.seek(offset)
+        data = self._handle.read(size)
+        if len(data) != size:
+            raise ValueError(
+                f"{self.path}: truncated (wanted {size} bytes at offset {offset}); "
+                "run python -m extract.verify and extract again"
+            )
+        return data
+
+    def _load(self, span: tuple[int, int]) -> np.ndarray:
+        return np.lib.format.read_array(io.BytesIO(self._read_span(span)), allow_pickle=False)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

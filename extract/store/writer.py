@@ -1,0 +1,282 @@
+"""Writing a cache: shards per split (with resume), shared data, and the manifest last.
+
+Usage::
+
+    builder = CacheBuilder(out_dir, spec)
+    if not builder.complete:                      # same key already finished: nothing to do
+        with builder.split("train") as split:
+            for position, sample in enumerate(samples):
+                if position < split.resume_position:
+                    continue                      # finished shards are never decoded again
+                split.write(sample.key, sample.arrays, sample.meta)
+        builder.put_shared("answer_vocab", vocab_embeddings)
+        builder.finish(timing=...)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from .fields import encode, nonfinite
+from .layout import PENDING_SPEC, SHARED_DIR, WRITERS, index_path, relative, shard_path
+from .manifest import (
+    MANIFEST_NAME,
+    CacheSpec,
+    FileRecord,
+    Manifest,
+    ShardRecord,
+    SplitRecord,
+    describe_differences,
+    load_manifest,
+    save_manifest,
+)
+from .tar_shard import member_names
+
+log = logging.getLogger(__name__)
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def file_record(cache_dir: Path, path: Path) -> FileRecord:
+    return FileRecord(relative(cache_dir, path), path.stat().st_size, sha256_file(path))
+
+
+class SplitWriter:
+    """Writes one split's samples into shards, closing a shard at the count or byte limit.
+
+    A shard exists under its real name only once complete (tar, then its offset index, both
+    renamed into place), so after a crash the finished shards are found again and
+    :attr:`resume_position` tells the caller how many input samples they cover.
+    """
+
+    def __init__(self, cache_dir: Path, split: str, spec: CacheSpec, allow_nonfinite: bool = False):
+        if not SPLIT_NAME.match(split):
+            raise ValueError(
+                f"split name {split!r} is not allowed: use letters, digits, '_' and '-' "
+                "(e.g. 'train', 'test_shifted')"
+            )
+        self.cache_dir, self.split, self.spec = cache_dir, split, spec
+        self.allow_nonfinite = allow_nonfinite
+        (cache_dir / split).mkdir(parents=True, exist_ok=True)
+        self.done: list[ShardRecord] = []
+        self.keys: set[str] = set()
+        self._find_finished_shards()
+        self.position = self.resume_position
+        self._shard = None
+        self._index: dict[str, Any] = {}
+        self._skipped: list[dict[str, Any]] = []
+        self.closed = False
+
+    @property
+    def resume_position(self) -> int:
+        return self.done[-1].stop if self.done else 0
+
+    def _find_finished_shards(self) -> None:
+        number = 0
+        while (idx := index_path(self.cache_dir, self.split, number)).is_file():
+            shard = shard_path(self.cache_dir, self.split, number, self.spec.format)
+            index = read_json(idx)
+            if not shard.is_file() or shard.stat().st_size != index["file"]["bytes"]:
+                break
+            self.done.append(self._record(index, idx))
+            self.keys.update(index["keys"])
+            number += 1
+        if number:
+            log.info("%s: resuming after %d finished shards (%d samples)", self.split, number,
+                     sum(s.count for s in self.done))  # fmt: skip
+        for stale in (self.cache_dir / self.split).iterdir():
+            if stale.name.endswith(".tmp") or _shard_number(stale.name) >= number:
+                stale.unlink()
+
+    def _record(self, index: dict, idx: Path) -> ShardRecord:
+        return ShardRecord(
+            file=FileRecord(**index["file"]),
+            index=file_record(self.cache_dir, idx),
+            count=len(index["keys"]),
+            stop=index["stop"],
+            skipped=index["skipped"],
+        )
+
+    def write(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None,
+              position: int | None = None) -> None:  # fmt: skip
+        """Add one sample. ``position`` is its place in the input order (default: the next one)."""
+        self._check_open()
+        key = str(key)
+        if key in self.keys:
+            raise ValueError(f"split {self.split!r}: sample key {key!r} occurs twice; keys must be unique")
+        encoded = self._encode(key, arrays)
+        meta_bytes = self._meta_bytes(key, meta or {})
+        size = len(meta_bytes) + sum(v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values())
+        if self._shard is not None and self._shard.bytes_written + size > self.spec.limits.max_bytes:
+            self._finish_shard()
+        if self._shard is None:
+            self._open_shard()
+        self._index["keys"].append(key)
+        self._index["offsets"].append(self._shard.add(key, encoded, meta_bytes))
+        self.keys.add(key)
+        self.position = (self.position if position is None else position) + 1
+        if len(self._index["keys"]) >= self.spec.limits.max_count:
+            self._finish_shard()
+
+    def skip(self, key: str, reason: str, position: int | None = None) -> None:
+        """Record an input sample that could not be used (e.g. a corrupt image); never silent."""
+        self._check_open()
+        where = self.position if position is None else position
+        self._skipped.append({"key": str(key), "position": where, "reason": reason})
+        self.position = where + 1
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"split {self.split!r} is already closed")
+
+    def _encode(self, key: str, arrays: dict[str, np.ndarray]) -> dict:
+        fields = self.spec.fields
+        if set(arrays) != set(fields):
+            missing, extra = sorted(set(fields) - set(arrays)), sorted(set(arrays) - set(fields))
+            raise ValueError(f"sample {key!r}: missing fields {missing}, undeclared fields {extra}")
+        encoded = {name: encode(spec, arrays[name], key) for name, spec in fields.items()}
+        if not self.allow_nonfinite:
+            for name, (values, _) in encoded.items():
+                if nonfinite(values):
+                    raise ValueError(
+                        f"sample {key!r}, field {name!r}: NaN or infinite values (after conversion "
+                        f"to {fields[name].storage}); check the producer, or use fp32 storage if "
+                        "the values overflow float16"
+                    )
+        return encoded
+
+    @staticmethod
+    def _meta_bytes(key: str, meta: dict[str, Any]) -> bytes:
+        if "key" in meta and meta["key"] != key:
+            raise ValueError(f"sample {key!r}: its json already holds a different 'key' ({meta['key']!r})")
+        return json.dumps({**meta, "key": key}, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+    def _open_shard(self) -> None:
+        number = len(self.done)
+        path = shard_path(self.cache_dir, self.split, number, self.spec.format)
+        self._shard = WRITERS[self.spec.format](path, self.spec.fields, self.spec.limits.max_count)
+        self._index = {"format": self.spec.format, "keys": [], "offsets": []}
+        if self.spec.format == "wds":
+            self._index["members"] = member_names(self.spec.fields)
+
+    def _finish_shard(self) -> None:
+        number = len(self.done)
+        self._shard.close()
+        self._index["file"] = file_record(self.cache_dir, self._shard.path).__dict__
+        self._index["stop"] = self.position
+        self._index["skipped"], self._skipped = self._skipped, []
+        if self.spec.format == "hdf5":
+            del self._index["offsets"]  # rows are positions; nothing to look up
+        idx = index_path(self.cache_dir, self.split, number)
+        write_bytes_atomic(idx, json.dumps(self._index, separators=(",", ":")).encode())
+        self.done.append(self._record(self._index, idx))
+        self._shard = None
+
+    def close(self) -> SplitRecord:
+        """Finish the open shard. Skipped samples after the last sample get a shard of their own."""
+        if not self.closed:
+            if self._shard is None and (self._skipped or not self.done):
+                self._open_shard()
+            if self._shard is not None:
+                self._finish_shard()
+            self.closed = True
+        return SplitRecord(shards=list(self.done))
+
+    def abort(self) -> None:
+        if self._shard is not None:
+            self._shard.abort()
+            self._shard = None
+        self.closed = True
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _shard_number(name: str) -> int:
+    """The number in ``<split>-000012.tar`` (or .h5, .idx.json); -1 for anything else."""
+    stem = name.split(".", 1)[0]
+    digits = stem.rsplit("-", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
+
+
+class CacheBuilder:
+    """Owns one cache directory while it is written; see the module docstring."""
+
+    def __init__(self, cache_dir: str | Path, spec: CacheSpec, allow_nonfinite: bool = False):
+        self.cache_dir = Path(cache_dir)
+        self.spec = spec
+        self.allow_nonfinite = allow_nonfinite
+        self.complete = self._check_existing()
+        self.splits: dict[str, SplitWriter] = {}
+        self.shared: dict[str, FileRecord] = {}
+        if not self.complete:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.cache_dir / PENDING_SPEC, spec.to_json())
+
+    def _check_existing(self) -> bool:
+        if (self.cache_dir / MANIFEST_NAME).is_file():
+            existing = load_manifest(self.cache_dir).spec
+            self._refuse_if_different(existing.to_json(), "holds a finished cache")
+            return True
+        pending = self.cache_dir / PENDING_SPEC
+        if pending.is_file():
+            self._refuse_if_different(read_json(pending), "holds an unfinished extraction")
+        return False
+
+    def _refuse_if_different(self, existing: dict, what: str) -> None:
+        differences = describe_differences(existing, self.spec.to_json())
+        if differences:
+            raise ValueError(
+                f"{self.cache_dir} {what} made with different settings:\n  "
+                + "\n  ".join(differences)
+                + "\nUse another --out directory, or delete this one to replace it."
+            )
+
+    def split(self, name: str) -> SplitWriter:
+        if name in self.splits:
+            raise ValueError(f"split {name!r} was already written in this run")
+        writer = SplitWriter(self.cache_dir, name, self.spec, self.allow_nonfinite)
+        self.splits[name] = writer
+        return writer
+
+    def put_shared(self, name: str, value: np.ndarray | dict | list) -> FileRecord:
+        """Store data shared by all samples (e.g. an answer vocabulary) once, beside the manifest."""
+        if isinstance(value, np.ndarray):
+            from .tar_shard import npy_bytes
+
+            path, data = self.cache_dir / SHARED_DIR / f"{name}.npy", npy_bytes(value)
+        else:
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1)
+            path, data = self.cache_dir / SHARED_DIR / f"{name}.json", text.encode("utf-8")
+        write_bytes_atomic(path, data)
+        self.shared[name] = file_record(self.cache_dir, path)
+        return self.shared[name]
+
+    def record_file(self, path: str | Path) -> FileRecord:
+        """Fingerprint a file written into the cache by someone else (e.g. a FAISS index)."""
+        return file_record(self.cache_dir, Path(path))
+
+    def finish(self, indices: dict | None = None, runtime: dict | None = None,
+               timing: dict | None = None) -> Manifest:  # fmt: skip
+        """Close every split and write the manifest: the cache exists from this moment on."""
+        records = {name: writer.close() for name, writer in self.splits.items()}
+        manifest = Manifest(
+            spec=self.spec, splits=records, shared=self.shared,
+            indices=indices or {}, runtime=runtime or {}, timing=timing or {},
+        )  # fmt: skip
+        save_manifest(self.cache_dir, manifest)
+        (self.cache_dir / PENDING_SPEC).unlink(missing_ok=True)
+        self.complete = True
+        return manifest
