@@ -11,11 +11,19 @@ from extract.store import format_report, load_manifest, verify_cache
 
 
 @click.command()
-@click.option("--cache", "cache_dir", required=True, type=click.Path(file_okay=False),
-              help="Cache directory (the one holding manifest.json), e.g. shards/vcr.")
-@click.option("--no-decode", is_flag=True,
-              help="Check files, sizes and checksums only; skip decoding every sample "
-                   "(shapes, dtypes and finiteness are then not checked).")  # fmt: skip
+@click.option(
+    "--cache",
+    "cache_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Cache directory (the one holding manifest.json), e.g. shards/vcr.",
+)
+@click.option(
+    "--no-decode",
+    is_flag=True,
+    help="Check files, sizes and checksums only; skip decoding every sample "
+    "(shapes, dtypes and finiteness are then not checked).",
+)
 def main(cache_dir: str, no_decode: bool) -> None:
     """Check every shard of a cache: presence, byte size, sha256, sample counts, and (unless
     --no-decode) each sample's field shapes, dtypes and finiteness. Exit status 0 only when all

@@ -49,7 +49,9 @@ def sample_key(index: int) -> str:
     return f"img{index}.jpg#{index % 3}r/{index}"
 
 
-def build_cache(out: Path, fmt: str = "wds", splits=None, max_count: int = 4, **spec_changes) -> dict:
+def build_cache(
+    out: Path, fmt: str = "wds", splits=None, max_count: int = 4, **spec_changes
+) -> dict:
     """Write a cache; returns the written arrays per split and key."""
     splits = splits or {"train": 10, "val": 3}
     builder = CacheBuilder(out, make_spec(fmt, max_count, **spec_changes))

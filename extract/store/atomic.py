@@ -1,4 +1,4 @@
-"""Atomic file writes and content hashes: nothing half-written is ever visible under its real name."""
+"""Atomic writes and content hashes: nothing half-written is ever visible under its real name."""
 
 from __future__ import annotations
 

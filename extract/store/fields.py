@@ -25,6 +25,7 @@ STORAGE_DTYPES = {
 FLOAT_STORAGE = ("fp16", "fp32", "int8")
 INT8_MAX = 127
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+RESERVED_NAMES = ("meta", "json")  # a sample's json is returned under "meta"
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,10 @@ class FieldSpec:
     producer: str = ""
 
     def __post_init__(self) -> None:
-        if not NAME_PATTERN.match(self.name):
+        if not NAME_PATTERN.match(self.name) or self.name in RESERVED_NAMES:
             raise ValueError(
                 f"field name {self.name!r} is not allowed: use lower-case letters, digits and "
-                "underscores, starting with a letter"
+                "underscores, starting with a letter; 'meta' and 'json' are reserved"
             )
         if self.storage not in STORAGE_DTYPES:
             raise ValueError(
@@ -53,9 +54,13 @@ class FieldSpec:
             )
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
         if any(n <= 0 for n in self.shape):
-            raise ValueError(f"field {self.name!r}: every dimension must be positive, got {self.shape}")
+            raise ValueError(
+                f"field {self.name!r}: every dimension must be positive, got {self.shape}"
+            )
         if self.storage == "int8" and not self.shape:
-            raise ValueError(f"field {self.name!r}: int8 storage needs at least one axis (the vector)")
+            raise ValueError(
+                f"field {self.name!r}: int8 storage needs at least one axis (the vector)"
+            )
 
     @property
     def dtype(self) -> np.dtype:
@@ -94,7 +99,9 @@ class FieldSpec:
         )
 
 
-def encode(spec: FieldSpec, array: np.ndarray, key: str = "?") -> tuple[np.ndarray, np.ndarray | None]:
+def encode(
+    spec: FieldSpec, array: np.ndarray, key: str = "?"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Check one sample's array against its spec and convert it to the stored form.
 
     Returns ``(values, scale)``; ``scale`` is None unless the storage is int8.
@@ -121,12 +128,15 @@ def encode(spec: FieldSpec, array: np.ndarray, key: str = "?") -> tuple[np.ndarr
     return np.ascontiguousarray(array, dtype=spec.dtype), None
 
 
-def _encode_float(spec: FieldSpec, array: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _encode_float(
+    spec: FieldSpec, array: np.ndarray, key: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     values = np.asarray(array, dtype=np.float32)
     if spec.storage == "fp32":
         return np.ascontiguousarray(values), None
     if spec.storage == "fp16":
-        return np.ascontiguousarray(values.astype(np.float16)), None
+        with np.errstate(over="ignore"):  # overflow becomes inf, which the writer reports
+            return np.ascontiguousarray(values.astype(np.float16)), None
     peak = np.abs(values).max(axis=-1)
     scale = (peak / INT8_MAX).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0)[..., None]

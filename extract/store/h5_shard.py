@@ -41,14 +41,20 @@ class H5ShardWriter:
         for name, spec in fields.items():
             rows = rows_per_chunk(spec, max_rows)
             self._file.create_dataset(
-                f"fields/{name}", (0, *spec.shape), dtype=spec.dtype,
-                maxshape=(None, *spec.shape), chunks=(rows, *spec.shape),
-            )  # fmt: skip
+                f"fields/{name}",
+                (0, *spec.shape),
+                dtype=spec.dtype,
+                maxshape=(None, *spec.shape),
+                chunks=(rows, *spec.shape),
+            )
             if spec.has_scale:
                 self._file.create_dataset(
-                    f"scales/{name}", (0, *spec.scale_shape), dtype=np.float32,
-                    maxshape=(None, *spec.scale_shape), chunks=(rows, *spec.scale_shape),
-                )  # fmt: skip
+                    f"scales/{name}",
+                    (0, *spec.scale_shape),
+                    dtype=np.float32,
+                    maxshape=(None, *spec.scale_shape),
+                    chunks=(rows, *spec.scale_shape),
+                )
         self._pending: list[tuple[str, dict, bytes]] = []
         self._rows = 0
         self._bytes = 0
@@ -59,7 +65,9 @@ class H5ShardWriter:
 
     def add(self, key: str, encoded: dict, meta: bytes) -> list[int]:
         self._pending.append((key, encoded, meta))
-        self._bytes += len(meta) + sum(v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values())
+        self._bytes += len(meta) + sum(
+            v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values()
+        )
         row = self._rows + len(self._pending) - 1
         if len(self._pending) >= MAX_CHUNK_ROWS:
             self._flush()
@@ -72,9 +80,16 @@ class H5ShardWriter:
         self._append("keys", start, stop, [key for key, _, _ in self._pending])
         self._append("meta", start, stop, [meta.decode("utf-8") for _, _, meta in self._pending])
         for name, spec in self.fields.items():
-            self._append(f"fields/{name}", start, stop, np.stack([e[name][0] for _, e, _ in self._pending]))
+            self._append(
+                f"fields/{name}", start, stop, np.stack([e[name][0] for _, e, _ in self._pending])
+            )
             if spec.has_scale:
-                self._append(f"scales/{name}", start, stop, np.stack([e[name][1] for _, e, _ in self._pending]))
+                self._append(
+                    f"scales/{name}",
+                    start,
+                    stop,
+                    np.stack([e[name][1] for _, e, _ in self._pending]),
+                )
         self._rows = stop
         self._pending = []
 

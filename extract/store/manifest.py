@@ -219,7 +219,7 @@ def load_manifest(cache_dir: str | Path) -> Manifest:
     if stored_key != manifest.cache_key:
         raise ValueError(
             f"{path}: the stored cache_key {stored_key} does not match the key of the manifest's "
-            f"own contents ({manifest.cache_key}); the manifest was edited or damaged: extract again"
+            f"own contents ({manifest.cache_key}); manifest edited or damaged: extract again"
         )
     return manifest
 

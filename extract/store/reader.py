@@ -40,9 +40,7 @@ class CacheReader:
 
     def split(self, name: str, fields: Iterable[str] | None = None) -> SplitReader:
         if name not in self.manifest.splits:
-            raise KeyError(
-                f"{self.cache_dir}: no split {name!r}; the cache has {self.splits}"
-            )
+            raise KeyError(f"{self.cache_dir}: no split {name!r}; the cache has {self.splits}")
         return SplitReader(self, name, fields)
 
     def shared(self, name: str) -> np.ndarray | Any:

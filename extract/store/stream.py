@@ -78,7 +78,9 @@ class StreamingDataset(IterableDataset):
             random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
         samples = self._read(split, assign(len(order), order, slot, slots))
         if self.shuffle and self.buffer_size > 1:
-            samples = shuffle_buffer(samples, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{slot}"))
+            samples = shuffle_buffer(
+                samples, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{slot}")
+            )
         yield from samples
 
     @staticmethod

@@ -106,7 +106,7 @@ class TarShardReader:
         """Stored arrays ``{field: (values, scale)}`` and the json bytes of one sample."""
         if self._handle is None:
             self._handle = open(self.path, "rb")
-        spans = iter(zip(self.offsets[row][0::2], self.offsets[row][1::2]))
+        spans = iter(zip(self.offsets[row][0::2], self.offsets[row][1::2], strict=True))
         arrays = {}
         for name, spec in self.fields.items():
             values_span = next(spans)

@@ -1,4 +1,4 @@
-"""Check a cache against its manifest: files, sizes, checksums, counts, shapes, dtypes, finiteness."""
+"""Check a cache against its manifest: files, sizes, checksums, counts, shapes, finiteness."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def check_file(cache_dir: Path, record: FileRecord, problems: list[str]) -> bool
         return False
     size = path.stat().st_size
     if size != record.bytes:
-        problems.append(f"{record.name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)")
+        problems.append(
+            f"{record.name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)"
+        )
         return False
     if sha256_file(path) != record.sha256:
         problems.append(f"{record.name}: sha256 differs from the manifest (the bytes were changed)")
@@ -63,9 +65,9 @@ def verify_cache(
         report.problems.append(f"manifest: {error}")
         return report
     report.cache_key = manifest.cache_key
-    for name, record in manifest.shared.items():
+    for record in manifest.shared.values():
         check_file(cache_dir, record, report.problems)
-    for name, entry in manifest.indices.items():
+    for entry in manifest.indices.values():
         for record in entry.get("files", []):
             check_file(cache_dir, FileRecord(**record), report.problems)
     for split, record in manifest.splits.items():
@@ -86,7 +88,9 @@ def _verify_shard(cache_dir, manifest: Manifest, shard, decode, problems, summar
         return
     index = read_json(cache_dir / shard.index.name)
     if len(index["keys"]) != shard.count:
-        problems.append(f"{shard.index.name}: lists {len(index['keys'])} samples, manifest says {shard.count}")
+        problems.append(
+            f"{shard.index.name}: lists {len(index['keys'])} samples, manifest says {shard.count}"
+        )
         return
     summary.samples += shard.count
     if files_ok and decode:
@@ -102,7 +106,14 @@ def _verify_samples(where: str, manifest: Manifest, reader, keys: list[str], pro
     try:
         for row, (arrays, meta) in enumerate(reader.iterate()):
             found += 1
-            _verify_sample(where, manifest, arrays, meta, keys[row] if row < len(keys) else f"row {row}", problems)
+            _verify_sample(
+                where,
+                manifest,
+                arrays,
+                meta,
+                keys[row] if row < len(keys) else f"row {row}",
+                problems,
+            )
             if len(problems) - start >= MAX_PROBLEMS_PER_SHARD:
                 problems.append(f"{where}: further problems not listed")
                 return
@@ -113,7 +124,9 @@ def _verify_samples(where: str, manifest: Manifest, reader, keys: list[str], pro
         problems.append(f"{where}: holds {found} samples, its index lists {len(keys)}")
 
 
-def _verify_sample(where: str, manifest: Manifest, arrays: dict, meta: bytes, key: str, problems) -> None:
+def _verify_sample(
+    where: str, manifest: Manifest, arrays: dict, meta: bytes, key: str, problems
+) -> None:
     named = json.loads(meta).get("key")
     if named != key:
         problems.append(f"{where}: sample {key!r}: its json names key {named!r}")
@@ -134,11 +147,12 @@ def format_report(report: VerifyReport) -> str:
     lines = [f"cache {report.cache_dir}  key {report.cache_key[:16] or '-'}"]
     lines.append(f"{'split':<16}{'shards':>8}{'samples':>10}{'skipped':>9}{'MiB':>10}")
     for name, s in report.splits.items():
-        lines.append(f"{name:<16}{s.shards:>8}{s.samples:>10}{s.skipped:>9}{s.bytes / 2**20:>10.1f}")
+        lines.append(
+            f"{name:<16}{s.shards:>8}{s.samples:>10}{s.skipped:>9}{s.bytes / 2**20:>10.1f}"
+        )
     if report.ok:
         lines.append("OK: every shard matches the manifest")
     else:
         lines.append(f"FAILED: {len(report.problems)} problem(s)")
         lines += [f"  - {problem}" for problem in report.problems]
     return "\n".join(lines)
-

@@ -88,8 +88,12 @@ class SplitWriter:
             self.keys.update(index["keys"])
             number += 1
         if number:
-            log.info("%s: resuming after %d finished shards (%d samples)", self.split, number,
-                     sum(s.count for s in self.done))  # fmt: skip
+            log.info(
+                "%s: resuming after %d finished shards (%d samples)",
+                self.split,
+                number,
+                sum(s.count for s in self.done),
+            )
         for stale in (self.cache_dir / self.split).iterdir():
             if stale.name.endswith(".tmp") or _shard_number(stale.name) >= number:
                 stale.unlink()
@@ -103,17 +107,29 @@ class SplitWriter:
             skipped=index["skipped"],
         )
 
-    def write(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None,
-              position: int | None = None) -> None:  # fmt: skip
+    def write(
+        self,
+        key: str,
+        arrays: dict[str, np.ndarray],
+        meta: dict[str, Any] | None = None,
+        position: int | None = None,
+    ) -> None:
         """Add one sample. ``position`` is its place in the input order (default: the next one)."""
         self._check_open()
         key = str(key)
         if key in self.keys:
-            raise ValueError(f"split {self.split!r}: sample key {key!r} occurs twice; keys must be unique")
+            raise ValueError(
+                f"split {self.split!r}: sample key {key!r} occurs twice; keys must be unique"
+            )
         encoded = self._encode(key, arrays)
         meta_bytes = self._meta_bytes(key, meta or {})
-        size = len(meta_bytes) + sum(v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values())
-        if self._shard is not None and self._shard.bytes_written + size > self.spec.limits.max_bytes:
+        size = len(meta_bytes) + sum(
+            v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values()
+        )
+        if (
+            self._shard is not None
+            and self._shard.bytes_written + size > self.spec.limits.max_bytes
+        ):
             self._finish_shard()
         if self._shard is None:
             self._open_shard()
@@ -154,7 +170,9 @@ class SplitWriter:
     @staticmethod
     def _meta_bytes(key: str, meta: dict[str, Any]) -> bytes:
         if "key" in meta and meta["key"] != key:
-            raise ValueError(f"sample {key!r}: its json already holds a different 'key' ({meta['key']!r})")
+            raise ValueError(
+                f"sample {key!r}: its json already holds a different 'key' ({meta['key']!r})"
+            )
         return json.dumps({**meta, "key": key}, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
     def _open_shard(self) -> None:
@@ -252,7 +270,7 @@ class CacheBuilder:
         return writer
 
     def put_shared(self, name: str, value: np.ndarray | dict | list) -> FileRecord:
-        """Store data shared by all samples (e.g. an answer vocabulary) once, beside the manifest."""
+        """Store data shared by all samples (e.g. an answer vocabulary) once, in ``shared/``."""
         if isinstance(value, np.ndarray):
             from .tar_shard import npy_bytes
 
@@ -268,14 +286,19 @@ class CacheBuilder:
         """Fingerprint a file written into the cache by someone else (e.g. a FAISS index)."""
         return file_record(self.cache_dir, Path(path))
 
-    def finish(self, indices: dict | None = None, runtime: dict | None = None,
-               timing: dict | None = None) -> Manifest:  # fmt: skip
+    def finish(
+        self, indices: dict | None = None, runtime: dict | None = None, timing: dict | None = None
+    ) -> Manifest:
         """Close every split and write the manifest: the cache exists from this moment on."""
         records = {name: writer.close() for name, writer in self.splits.items()}
         manifest = Manifest(
-            spec=self.spec, splits=records, shared=self.shared,
-            indices=indices or {}, runtime=runtime or {}, timing=timing or {},
-        )  # fmt: skip
+            spec=self.spec,
+            splits=records,
+            shared=self.shared,
+            indices=indices or {},
+            runtime=runtime or {},
+            timing=timing or {},
+        )
         save_manifest(self.cache_dir, manifest)
         (self.cache_dir / PENDING_SPEC).unlink(missing_ok=True)
         self.complete = True
