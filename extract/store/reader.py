@@ -25,9 +25,12 @@ class CacheReader:
     """A finished cache. ``as_float32`` decodes every field to float32 (else the stored dtype;
     int8 fields are dequantised to float16)."""
 
-    def __init__(self, cache_dir: str | Path, as_float32: bool = False):
+    def __init__(
+        self, cache_dir: str | Path, as_float32: bool = False, manifest: Manifest | None = None
+    ):
         self.cache_dir = Path(cache_dir)
-        self.manifest: Manifest = load_manifest(self.cache_dir)
+        # ``manifest`` lets the extraction read back what it wrote before the manifest exists.
+        self.manifest: Manifest = manifest or load_manifest(self.cache_dir)
         self.as_float32 = as_float32
 
     @property

@@ -113,8 +113,11 @@ class SplitWriter:
         arrays: dict[str, np.ndarray],
         meta: dict[str, Any] | None = None,
         position: int | None = None,
-    ) -> None:
-        """Add one sample. ``position`` is its place in the input order (default: the next one)."""
+    ) -> dict:
+        """Add one sample. ``position`` is its place in the input order (default: the next one).
+
+        Returns the stored form ``{field: (values, scale)}``.
+        """
         self._check_open()
         key = str(key)
         if key in self.keys:
@@ -139,6 +142,7 @@ class SplitWriter:
         self.position = (self.position if position is None else position) + 1
         if len(self._index["keys"]) >= self.spec.limits.max_count:
             self._finish_shard()
+        return encoded
 
     def skip(self, key: str, reason: str, position: int | None = None) -> None:
         """Record an input sample that could not be used (e.g. a corrupt image); never silent."""
@@ -285,6 +289,13 @@ class CacheBuilder:
     def record_file(self, path: str | Path) -> FileRecord:
         """Fingerprint a file written into the cache by someone else (e.g. a FAISS index)."""
         return file_record(self.cache_dir, Path(path))
+
+    def preview(self) -> Manifest:
+        """The manifest of what is written so far (finished shards only); nothing is saved."""
+        records = {
+            name: SplitRecord(shards=list(writer.done)) for name, writer in self.splits.items()
+        }
+        return Manifest(spec=self.spec, splits=records, shared=dict(self.shared))
 
     def finish(
         self, indices: dict | None = None, runtime: dict | None = None, timing: dict | None = None

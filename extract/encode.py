@@ -1,0 +1,97 @@
+"""One batch through the teachers: images and texts in, per-sample numpy arrays out."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from extract.loader import Item, image_key
+from extract.plan import Plan
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on CPU (where bf16 is slow and changes the bytes)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def stack_images(items: list[Item], key, device: torch.device) -> torch.Tensor:
+    batch = torch.stack([item.images[key] for item in items])
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)
+
+
+def encode_batch(
+    plan: Plan, items: list[Item], device: torch.device
+) -> list[dict[str, np.ndarray]]:
+    """Run every encoder of the plan on the good items; returns one dict of arrays per item."""
+    texts = [text for item in items for text in item.record.texts]
+    token_ids, lengths = plan.text.tokenize(texts)  # [B*C, L], [B*C]
+    count, num_texts = len(items), len(items[0].record.texts)
+    out: dict[str, torch.Tensor] = {}
+    with torch.inference_mode(), autocast(device):
+        image = plan.image.encode(stack_images(items, image_key(plan.image.preprocess), device))
+        text = plan.text.encode(token_ids.to(device, non_blocking=True), lengths.to(device))
+        out["img_emb"] = image["global"]
+        out["txt_emb"] = text["global"].reshape(count, num_texts, -1)
+        if "img_grid" in plan.fields:
+            out["img_grid"] = image["grid"]
+        if "txt_tok" in plan.fields:
+            out["txt_tok"] = text["tokens"].reshape(count, num_texts, *text["tokens"].shape[1:])
+        if "zeroshot" in plan.fields:
+            out["zeroshot"] = zero_shot(out["img_emb"], out["txt_emb"], plan.image.logit_scale)
+        student_key = image_key(plan.student.preprocess)
+        if "pixels" in plan.fields:
+            out["pixels"] = plan.student.encode(stack_images(items, student_key, device))["patches"]
+        if "student_grid" in plan.fields:
+            out["student_grid"] = plan.student.encode(stack_images(items, student_key, device))[
+                "grid"
+            ]
+        if "regions" in plan.fields:
+            out.update(region_features(image["grid"], items, plan.options.max_regions))
+    arrays = {
+        name: value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
+        for name, value in out.items()
+    }
+    arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
+    arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
+    return [{name: value[i] for name, value in arrays.items()} for i in range(count)]
+
+
+def zero_shot(image: torch.Tensor, texts: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """``[B, D]``, ``[B, C, D]`` -> ``[B, C]``: scaled cosine of the image with each candidate."""
+    image = torch.nn.functional.normalize(image.float(), dim=-1)
+    texts = torch.nn.functional.normalize(texts.float(), dim=-1)
+    return logit_scale * torch.einsum("bd,bcd->bc", image, texts)
+
+
+def region_features(
+    grid: torch.Tensor, items: list[Item], max_regions: int
+) -> dict[str, torch.Tensor]:
+    """RoI-align the teacher grid ``[B, T, D]`` over each record's boxes (to 1x1, i.e. pooled)."""
+    from torchvision.ops import roi_align
+
+    batch, cells, width = grid.shape
+    side = int(round(cells**0.5))
+    feature_map = grid.float().transpose(1, 2).reshape(batch, width, side, side)
+    regions = torch.zeros(batch, max_regions, width, device=grid.device)
+    boxes_out = torch.zeros(batch, max_regions, 4)
+    counts = torch.zeros(batch, 1, dtype=torch.int32)
+    for row, item in enumerate(items):
+        boxes = torch.tensor(item.record.boxes or [], dtype=torch.float32).reshape(-1, 4)[
+            :max_regions
+        ]
+        if not len(boxes):
+            continue
+        original_w, original_h = item.original_size
+        unit = boxes / torch.tensor([original_w, original_h, original_w, original_h])  # 0..1
+        on_grid = (unit * side).to(grid.device)
+        pooled = roi_align(feature_map[row : row + 1], [on_grid], output_size=1, aligned=True)
+        regions[row, : len(boxes)] = pooled.flatten(1)
+        boxes_out[row, : len(boxes)] = unit
+        counts[row, 0] = len(boxes)
+    return {"regions": regions, "region_boxes": boxes_out, "region_count": counts}

@@ -1,0 +1,55 @@
+"""Training-split means of the teacher fields, stored beside the manifest for centring targets.
+
+Pooled CNN features of simple images are nearly parallel (mean pairwise cosine about 0.8), so
+``1 - cosine`` against raw targets is trivial; the trainer subtracts these means first. Each mean
+is over the stored (decoded) values, in sample order with float64 sums, so a resumed extraction
+stores the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# field -> (axes of one sample that are averaged over, the field that counts the valid rows)
+MEAN_FIELDS = {
+    "img_emb": None,
+    "img_grid": None,
+    "txt_emb": None,
+    "txt_tok": "token_len",
+    "student_grid": None,
+    "regions": "region_count",
+}
+
+
+class FieldMeans:
+    """Running means of the last axis of the teacher fields over samples (and cells / tokens)."""
+
+    def __init__(self, fields: list[str]):
+        self.names = [name for name in MEAN_FIELDS if name in fields]
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = dict.fromkeys(self.names, 0)
+
+    def add(self, sample: dict[str, np.ndarray]) -> None:
+        for name in self.names:
+            rows = self._valid_rows(name, sample)
+            total = rows.sum(axis=0, dtype=np.float64)
+            self.sums[name] = self.sums.get(name, 0) + total
+            self.counts[name] += rows.shape[0]
+
+    @staticmethod
+    def _valid_rows(name: str, sample: dict[str, np.ndarray]) -> np.ndarray:
+        values = np.asarray(sample[name], dtype=np.float64)
+        counter = MEAN_FIELDS[name]
+        if counter == "token_len":  # [C, L, D]: only real tokens of each candidate
+            lengths = np.asarray(sample["token_len"]).reshape(-1)
+            return np.concatenate([values[c, : lengths[c]] for c in range(values.shape[0])])
+        if counter == "region_count":  # [R, D]: only real regions
+            return values[: int(np.asarray(sample["region_count"]).reshape(-1)[0])]
+        return values.reshape(-1, values.shape[-1])
+
+    def result(self) -> dict[str, np.ndarray]:
+        return {
+            name: (self.sums[name] / max(self.counts[name], 1)).astype(np.float32)
+            for name in self.names
+            if name in self.sums
+        }

@@ -1,0 +1,135 @@
+"""The extraction loop of one split: read (DataLoader workers) -> encode -> write (a thread).
+
+Each stage is timed. The writer thread overlaps the next batch's encoding; at most one batch
+waits for it, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from extract.datasets.base import Record
+from extract.encode import encode_batch
+from extract.loader import Item, RecordImages, collate, image_key
+from extract.means import FieldMeans
+from extract.plan import Plan
+from extract.store import SplitWriter, decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopOptions:
+    batch_size: int = 32
+    workers: int = 2
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    on_error: str = "skip"  # or "fail"
+
+
+@dataclass
+class Timing:
+    read_s: float = 0.0
+    encode_s: float = 0.0
+    write_s: float = 0.0
+    samples: int = 0
+    skipped: int = 0
+
+    def add(self, other: Timing) -> None:
+        for name in ("read_s", "encode_s", "write_s", "samples", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict:
+        wall = self.read_s + self.encode_s + self.write_s
+        rate = self.samples / self.encode_s if self.encode_s else 0.0
+        return {**self.__dict__, "encode_samples_per_s": round(rate, 2), "busy_s": round(wall, 3)}
+
+
+def extract_split(
+    plan: Plan,
+    adapter,
+    records: list[Record],
+    writer: SplitWriter,
+    options: LoopOptions,
+    means: FieldMeans | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Timing:
+    """Encode and write ``records[writer.resume_position:]``; earlier ones are never decoded."""
+    start = writer.resume_position
+    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
+    dataset = RecordImages(adapter, records[start:], start, keys)
+    loader = DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        num_workers=options.workers,
+        collate_fn=collate,
+        persistent_workers=False,
+    )
+    timing = Timing()
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as pool:
+        ticks = time.perf_counter()
+        for items in loader:
+            now = time.perf_counter()
+            timing.read_s += now - ticks
+            good = [item for item in items if item.error is None]
+            failed = [item for item in items if item.error is not None]
+            if failed and options.on_error == "fail":
+                raise ValueError(
+                    f"{failed[0].record.key}: {failed[0].error}; fix or remove the file, or run "
+                    "with --on-error skip to skip unreadable samples (the manifest counts them)"
+                )
+            arrays = encode_batch(plan, good, options.device) if good else []
+            timing.encode_s += time.perf_counter() - now
+            if pending is not None:
+                timing.write_s += pending.result()
+            pending = pool.submit(write_batch, writer, plan, items, arrays, means)
+            timing.samples += len(good)
+            timing.skipped += len(failed)
+            if on_progress is not None:
+                on_progress(len(items))
+            ticks = time.perf_counter()
+        if pending is not None:
+            timing.write_s += pending.result()
+    return timing
+
+
+def write_batch(
+    writer: SplitWriter, plan: Plan, items: list[Item], arrays: list[dict], means: FieldMeans | None
+) -> float:
+    """Write a batch in input order (skipped items in their place); returns the seconds spent."""
+    started = time.perf_counter()
+    produced = iter(arrays)
+    for item in items:
+        if item.error is not None:
+            log.warning("skipping %s: %s", item.record.key, item.error)
+            writer.skip(item.record.key, item.error, item.position)
+            continue
+        stored = writer.write(
+            item.record.key, next(produced), sample_meta(item, plan), item.position
+        )
+        if means is not None:
+            means.add(decoded(plan, stored))
+    return time.perf_counter() - started
+
+
+def sample_meta(item: Item, plan: Plan) -> dict:
+    meta = {**item.record.meta, "image": item.record.image, "texts": item.record.texts}
+    boxes = item.record.boxes or []
+    if "regions" in plan.fields and len(boxes) > plan.options.max_regions:
+        meta["regions_truncated"] = len(boxes) - plan.options.max_regions  # never silent
+    return meta
+
+
+def decoded(plan: Plan, stored: dict) -> dict[str, np.ndarray]:
+    """The values as a reader will see them (after the storage cast), for exact means."""
+    return {
+        name: decode(spec, *stored[name], as_float32=True) for name, spec in plan.fields.items()
+    }
