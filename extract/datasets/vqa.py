@@ -1,0 +1,225 @@
+"""VQA v2 as released: the question/annotation JSON files and the COCO image folders.
+
+Targets follow bottom-up attention / LXMERT / ViLT: an answer vocabulary of the normalised
+``multiple_choice_answer`` values given for at least ``min_answer_count`` questions over the
+train+val annotations present, and per question a soft score (0.3/0.6/0.9/1.0 for 1/2/3/>=4
+annotators) per vocabulary answer.
+
+Unlike the reference script, which counts the *raw* annotator strings against the *normalised*
+vocabulary (ten ``t-shirt`` answers give nothing to ``t shirt``), annotator answers are normalised
+the same way as the vocabulary before they are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from extract.store.vqa_answers import normalize_answer, soft_score
+
+from .base import Record
+from .common import FileImages, check_options, check_root, check_split, get_field, read_json
+
+log = logging.getLogger(__name__)
+
+# split -> (questions subtype, annotations subtype or None, image folder)
+SPLITS = {
+    "train": ("train2014", "train2014", "train2014"),
+    "val": ("val2014", "val2014", "val2014"),
+    "test": ("test2015", None, "test2015"),
+    "test-dev": ("test-dev2015", None, "test2015"),  # test-dev uses the test2015 images
+}
+DEFAULT_MIN_ANSWER_COUNT = 9
+DOWNLOAD_HINT = (
+    "Download the VQA v2 questions and annotations from https://visualqa.org/download.html and the "
+    "COCO train2014/val2014/test2015 images from https://cocodataset.org, and unzip them into the "
+    "dataset root (v2_OpenEnded_mscoco_<subtype>_questions.json, "
+    "v2_mscoco_<subtype>_annotations.json, <subtype>/COCO_<subtype>_<id>.jpg)."
+)
+
+
+def questions_file(subtype: str) -> str:
+    return f"v2_OpenEnded_mscoco_{subtype}_questions.json"
+
+
+def annotations_file(subtype: str) -> str:
+    return f"v2_mscoco_{subtype}_annotations.json"
+
+
+class VqaAdapter(FileImages):
+    """Options: ``min_answer_count`` (default 9): questions an answer needs to enter the vocab."""
+
+    name = "vqa"
+    num_texts = 1
+    image_hint = DOWNLOAD_HINT
+
+    def __init__(self, root: str | Path, **options: Any) -> None:
+        check_options(options, ("min_answer_count",), self.name)
+        self.min_answer_count = options.get("min_answer_count", DEFAULT_MIN_ANSWER_COUNT)
+        if isinstance(self.min_answer_count, bool) or not isinstance(self.min_answer_count, int):
+            raise ValueError(f"min_answer_count must be an int, got {self.min_answer_count!r}")
+        self.root = check_root(root, "VQA v2", DOWNLOAD_HINT)
+        if not self.splits():
+            raise FileNotFoundError(f"no VQA v2 questions file in {self.root}. {DOWNLOAD_HINT}")
+        self._vocab: list[str] | None = None
+
+    def splits(self) -> list[str]:
+        return [
+            s for s, (sub, _, _) in SPLITS.items() if (self.root / questions_file(sub)).is_file()
+        ]
+
+    def input_files(self, split: str) -> list[Path]:
+        check_split(split, self.splits(), self.name, self.root)
+        questions, annotations, _ = SPLITS[split]
+        files = [self.root / questions_file(questions)]
+        if annotations is not None:
+            files.append(self.root / annotations_file(annotations))
+        return files
+
+    def task(self) -> dict[str, Any]:
+        return {
+            "name": "vqa",
+            "kind": "soft_score",
+            "answer_vocab": list(self.answer_vocab()),
+            "min_answer_count": self.min_answer_count,
+        }
+
+    def answer_vocab(self) -> list[str]:
+        """Normalised answers by descending question count, ties alphabetical (computed once)."""
+        if self._vocab is None:
+            self._vocab = self._build_vocab()
+        return self._vocab
+
+    def records(self, split: str) -> Iterator[Record]:
+        files = self.input_files(split)
+        folder = SPLITS[split][2]
+        if not (self.root / folder).is_dir():
+            raise FileNotFoundError(
+                f"VQA image folder {self.root / folder} not found. {DOWNLOAD_HINT}"
+            )
+        questions = _load_questions(files[0])
+        annotations = _load_annotations(files[1], questions) if len(files) > 1 else None
+        index = {answer: i for i, answer in enumerate(self.answer_vocab())} if annotations else {}
+        for question_id, question in questions.items():
+            image_id = question["image_id"]
+            meta = {
+                "question_id": question_id,
+                "question": question["question"],
+                "image_id": image_id,
+            }
+            if annotations is not None:
+                meta.update(_answer_meta(annotations[question_id], index))
+            yield Record(
+                key=str(question_id),
+                image=f"{folder}/COCO_{folder}_{image_id:012d}.jpg",
+                texts=[question["question"]],
+                meta=meta,
+            )
+        log.info("vqa/%s: %d records from %s", split, len(questions), files[0])
+
+    def _build_vocab(self) -> list[str]:
+        counts: Counter[str] = Counter()
+        sources = []
+        for split in ("train", "val"):
+            path = self.root / annotations_file(SPLITS[split][1])
+            if path.is_file():
+                sources.append(path.name)
+                for position, annotation in enumerate(_annotation_list(path)):
+                    at = f"{path}: annotations[{position}]"
+                    answer = get_field(annotation, "multiple_choice_answer", str, at)
+                    counts[normalize_answer(answer)] += 1
+        if not sources:
+            raise FileNotFoundError(
+                f"the answer vocabulary needs v2_mscoco_train2014_annotations.json and/or "
+                f"v2_mscoco_val2014_annotations.json in {self.root}. {DOWNLOAD_HINT}"
+            )
+        kept = [
+            (-count, answer) for answer, count in counts.items() if count >= self.min_answer_count
+        ]
+        vocab = [answer for _, answer in sorted(kept)]
+        log.info(
+            "vqa: %d answers given for >= %d questions in %s",
+            len(vocab),
+            self.min_answer_count,
+            " + ".join(sources),
+        )
+        return vocab
+
+
+def _load_questions(path: Path) -> dict[int, dict[str, Any]]:
+    """question_id -> question entry, in file order."""
+    data = read_json(path)
+    entries = get_field(data, "questions", list, str(path))
+    questions: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(entries):
+        at = f"{path}: questions[{position}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{at}: expected an object, got {entry!r:.80}")
+        question_id = get_field(entry, "question_id", int, at)
+        get_field(entry, "image_id", int, at)
+        get_field(entry, "question", str, at)
+        if question_id in questions:
+            raise ValueError(f"{at}: question_id {question_id} appears twice; re-download the file")
+        questions[question_id] = entry
+    return questions
+
+
+def _annotation_list(path: Path) -> list[dict[str, Any]]:
+    data = read_json(path)
+    entries = get_field(data, "annotations", list, str(path))
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: annotations[{position}] is not an object: {entry!r:.80}")
+    return entries
+
+
+def _load_annotations(path: Path, questions: dict[int, Any]) -> dict[int, dict[str, Any]]:
+    """question_id -> annotation; every annotation and every question must have its partner."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"annotation file {path} not found (the questions file is there). {DOWNLOAD_HINT}"
+        )
+    annotations: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(_annotation_list(path)):
+        at = f"{path}: annotations[{position}]"
+        question_id = get_field(entry, "question_id", int, at)
+        if question_id not in questions:
+            raise ValueError(
+                f"{at}: question_id {question_id} is not in the questions file; the "
+                "two files are from different releases, download both again"
+            )
+        if question_id in annotations:
+            raise ValueError(
+                f"{at}: a second annotation for question_id {question_id}; download the file again"
+            )
+        for number, answer in enumerate(get_field(entry, "answers", list, at)):
+            if not isinstance(answer, dict):
+                raise ValueError(f"{at}: answers[{number}] should be an object with 'answer'")
+            get_field(answer, "answer", str, f"{at}.answers[{number}]")
+        get_field(entry, "multiple_choice_answer", str, at)
+        annotations[question_id] = entry
+    missing = [qid for qid in questions if qid not in annotations]
+    if missing:
+        raise ValueError(
+            f"{path}: no annotation for {len(missing)} question(s) of the questions "
+            f"file, e.g. question_id {missing[0]}; download both files again"
+        )
+    return annotations
+
+
+def _answer_meta(annotation: dict[str, Any], index: dict[str, int]) -> dict[str, Any]:
+    """Raw answers, types and soft targets ({str(vocab index): score}, ascending index)."""
+    answers = [entry["answer"] for entry in annotation["answers"]]
+    # Annotator answers are normalised like the vocabulary before counting (see module docstring).
+    counts = Counter(normalize_answer(answer) for answer in answers)
+    scores = {index[answer]: soft_score(n) for answer, n in counts.items() if answer in index}
+    return {
+        "answers": answers,
+        "answer_type": annotation.get("answer_type"),
+        "question_type": annotation.get("question_type"),
+        "multiple_choice_answer": annotation["multiple_choice_answer"],
+        "targets": {str(i): scores[i] for i in sorted(scores)},
+    }
