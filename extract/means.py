@@ -41,7 +41,7 @@ class FieldMeans:
         values = np.asarray(sample[name], dtype=np.float64)
         counter = MEAN_FIELDS[name]
         if counter == "token_len":  # [C, L, D]: only real tokens of each candidate
-            lengths = np.asarray(sample["token_len"]).reshape(-1)
+            lengths = np.asarray(sample["token_len"]).reshape(-1).astype(int)
             return np.concatenate([values[c, : lengths[c]] for c in range(values.shape[0])])
         if counter == "region_count":  # [R, D]: only real regions
             return values[: int(np.asarray(sample["region_count"]).reshape(-1)[0])]

@@ -1,0 +1,219 @@
+"""``python -m extract.run``: run frozen teachers once over a dataset and write a feature cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from extract.datasets import ADAPTERS
+from extract.extraction import ExtractConfig, ExtractResult, run_extraction
+from extract.pipeline import LoopOptions
+from extract.plan import DEFAULT_STUDENT_INPUT, DEFAULT_TEACHERS, PlanOptions
+from extract.store import ShardLimits
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(
+            "no CUDA device is available; use --device cpu", param_hint="--device"
+        )
+    return torch.device(name)
+
+
+def parse_dataset_options(pairs: tuple[str, ...]) -> dict:
+    """``min_answer_count=9`` -> ``{"min_answer_count": 9}`` (ints when they parse)."""
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--dataset-option")
+        options[name] = int(value) if value.lstrip("-").isdigit() else value
+    return options
+
+
+class Progress:
+    """A tqdm bar in samples, with samples/s and the projected size of the split."""
+
+    def __init__(self, total: int, initial: int, split: str, bytes_per_sample: int):
+        self.bar = tqdm(
+            total=total, initial=initial, desc=f"extract {split}", unit="sample", dynamic_ncols=True
+        )
+        self.bar.set_postfix_str(f"projected {bytes_per_sample * total / 2**20:.1f} MiB")
+
+    def update(self, count: int) -> None:
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def summary(result: ExtractResult, out: Path) -> str:
+    manifest = result.manifest
+    state = "cache hit: nothing to do" if result.cache_hit else "written"
+    lines = [f"cache {out}  key {manifest.cache_key[:16]}  ({state})"]
+    columns = ("samples", "skipped", "read s", "encode s", "write s", "samples/s", "MiB")
+    lines.append(f"{'split':<14}" + "".join(f"{name:>10}" for name in columns))
+    for split, record in manifest.splits.items():
+        t = manifest.timing.get("splits", {}).get(split, {})
+        size = sum(shard.file.bytes for shard in record.shards) / 2**20
+        busy = t.get("busy_s", 0) or 0
+        rate = t.get("samples", 0) / busy if busy else 0
+        values = (record.num_samples, len(record.skipped), t.get("read_s", 0), t.get("encode_s", 0))
+        values += (t.get("write_s", 0), rate, size)
+        lines.append(
+            f"{split:<14}"
+            + "".join(f"{v:>10}" if isinstance(v, int) else f"{v:>10.1f}" for v in values)
+        )
+    for name, info in manifest.indices.items():
+        recall = info.get("recall_at_10")
+        lines.append(
+            f"index {name}: {info.get('kind')} over {info.get('n')} vectors, recall@10 {recall}"
+        )
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--dataset",
+    type=click.Choice(sorted(ADAPTERS)),
+    required=True,
+    help="Dataset format of --root.",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Dataset folder, as downloaded.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Cache folder to write (e.g. shards/vcr).",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    help="Split to extract (repeatable); default: every split present.",
+)
+@click.option(
+    "--teachers",
+    default=DEFAULT_TEACHERS,
+    help="Image and text teacher ids, comma-separated (one open_clip/hf CLIP id gives both). "
+    "Add :random for the control teacher.",
+)
+@click.option(
+    "--student-input",
+    default=DEFAULT_STUDENT_INPUT,
+    help="The student's visual input: pixels:P[@S] patches, or an image encoder id "
+    "whose grid is stored.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["wds", "hdf5"]),
+    default="wds",
+    help="WebDataset tar shards or HDF5 shards.",
+)
+@click.option(
+    "--storage",
+    type=click.Choice(["fp16", "int8", "fp32"]),
+    default="fp16",
+    help="Storage of teacher features (int8: one scale per vector).",
+)
+@click.option(
+    "--no-image-tokens",
+    is_flag=True,
+    help="Do not store the teacher's image grid (only pooled embeddings).",
+)
+@click.option(
+    "--no-text-tokens", is_flag=True, help="Do not store the teacher's per-token text states."
+)
+@click.option(
+    "--max-text-length", default=64, help="Tokens per candidate text (longer texts are truncated)."
+)
+@click.option(
+    "--max-regions",
+    default=16,
+    help="Boxes per image pooled into region features (datasets with boxes).",
+)
+@click.option("--batch-size", default=32, help="Samples per teacher batch.")
+@click.option(
+    "--workers", default=min(4, os.cpu_count() or 1), help="DataLoader workers decoding images."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    help="Where the teachers run.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "fail"]),
+    default="skip",
+    help="An unreadable image: skip it (counted in the manifest) or stop.",
+)
+@click.option(
+    "--limit", type=int, default=None, help="Only the first N samples of each split (quick trials)."
+)
+@click.option("--shard-samples", default=1000, help="Samples per shard at most.")
+@click.option("--shard-mib", default=512, help="MiB per shard at most.")
+@click.option(
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    help="Adapter option NAME=VALUE, e.g. min_answer_count=9 (vqa), "
+    "on_invalid_label=skip (snli_ve).",
+)
+@click.option("--no-index", is_flag=True, help="Skip building the FAISS indices.")
+def main(**options) -> None:
+    """Run the frozen teachers once over every image and text of a dataset and write a feature
+    cache (shards, manifest, FAISS indices) that training runs reuse. Re-running the same command
+    does nothing; an interrupted run resumes at the first missing shard."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config = ExtractConfig(
+        dataset=options["dataset"],
+        root=options["root"],
+        out=options["out"],
+        splits=list(options["splits"]) or None,
+        plan=PlanOptions(
+            teachers=options["teachers"],
+            student_input=options["student_input"],
+            storage=options["storage"],
+            image_tokens=not options["no_image_tokens"],
+            text_tokens=not options["no_text_tokens"],
+            max_text_length=options["max_text_length"],
+            max_regions=options["max_regions"],
+        ),
+        format=options["fmt"],
+        limit=options["limit"],
+        dataset_options=parse_dataset_options(options["dataset_options"]),
+        limits=ShardLimits(options["shard_samples"], options["shard_mib"] << 20),
+        loop=LoopOptions(
+            options["batch_size"],
+            options["workers"],
+            pick_device(options["device"]),
+            options["on_error"],
+        ),
+        build_indices=not options["no_index"],
+    )
+    try:
+        result = run_extraction(config, Progress)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    click.echo(summary(result, config.out))
+
+
+if __name__ == "__main__":
+    main()
