@@ -257,3 +257,30 @@ def test_help_explains_every_option():
         "--limit",
     ):
         assert option in result.output
+
+
+@pytest.mark.parametrize("dataset", sorted(COUNTS))
+def test_tiny_open_clip_then_verify_and_search(tmp_path, dataset):
+    from extract.search import main as search_cli
+    from extract.verify import main as verify_cli
+
+    root = WRITERS[dataset](tmp_path / "data", COUNTS[dataset])
+    teacher, _ = write_tiny_clip(tmp_path)
+    out = tmp_path / "cache"
+    extra = ["--dataset-option", "min_answer_count=1"] if dataset == "vqa" else []
+    args = ["--dataset", dataset, "--root", str(root), "--out", str(out), "--teachers", teacher]
+    result = run([*args, *FAST, "--max-text-length", "16", *extra])
+    assert result.exit_code == 0, result.output
+    assert "index train/image: flat" in result.output
+    verified = CliRunner().invoke(verify_cli, ["--cache", str(out)])
+    assert verified.exit_code == 0 and "OK: every shard matches" in verified.output
+    cache = CacheReader(out)
+    key = cache.split("train").keys()[1]
+    found = CliRunner().invoke(search_cli, ["--cache", str(out), "--key", key, "-k", "2"])
+    assert found.exit_code == 0, found.output
+    assert found.output.splitlines()[1].split()[2] == key  # the sample itself comes first
+    text = next(iter(cache.split("train")))["meta"]["texts"][0]
+    found = CliRunner().invoke(search_cli, ["--cache", str(out), "--text", text, "-k", "1"])
+    assert found.exit_code == 0, found.output
+    assert "texts nearest" in found.output and "images nearest" in found.output  # shared space
+    assert text in found.output.splitlines()[1]
