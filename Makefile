@@ -8,7 +8,7 @@ TORCH    := torch==2.14.1 torchvision==0.29.1
 # FAISS=gpu installs faiss-gpu instead of faiss-cpu (never both: they are the same module).
 FAISS    ?= cpu
 
-DATASET       ?= synthetic
+DATASET       ?= vcr
 ROOT          ?= data/$(DATASET)
 OUT           ?= shards/$(DATASET)
 TEACHERS      ?= effnet-lite0,minilm

@@ -73,7 +73,12 @@ def test_offline_teachers_on_each_format(tmp_path, dataset):
         assert np.allclose(sample["region_boxes"][1], [0, 0, 20 / 64, 20 / 48])
         assert not sample["regions"][2:].any() and sample["regions"][:2].any()
     assert {s: len(cache.split(s)) for s in cache.splits} == expected
-    assert cache.shared("mean_img_emb").shape == (1280,)
+    train = list(CacheReader(out, as_float32=True).split("train"))
+    assert np.allclose(
+        cache.shared("mean_img_emb"), np.mean([s["img_emb"] for s in train], axis=0), atol=1e-6
+    )
+    real_tokens = [s["txt_tok"][c, : int(n)] for s in train for c, n in enumerate(s["token_len"])]
+    assert np.allclose(cache.shared("mean_txt_tok"), np.concatenate(real_tokens).mean(0), atol=1e-5)
     assert cache.manifest.spec.dataset["inputs"]  # annotation files fingerprinted
     first = next(iter(cache.split(cache.splits[0])))
     assert first["meta"]["texts"] and first["token_len"][0] > 2
