@@ -77,6 +77,7 @@ def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) ->
             **options,
             "teachers": [plan.image.id, plan.text.id],
             "shared_space": plan.shared_space,
+            "text_vocab_size": plan.text.vocab_size,
             "student_input_field": student_input_field(plan),
             "splits": splits,
             "limit": config.limit,

@@ -100,6 +100,7 @@ class TextEncoder(Encoder):
     tokens (a pad id alone cannot tell, since some tokenizers pad with their end token)."""
 
     max_length: int
+    vocab_size: int  # token ids lie in 0..vocab_size-1 (the student's embedding table size)
 
     def describe_preprocessing(self) -> str:
         return f"tokens{self.max_length}"

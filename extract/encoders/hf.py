@@ -152,6 +152,7 @@ class HFText(TextEncoder):
 
         self.model, self.id, self.weights_sha256 = model, model_id, weights
         self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.vocab_size = len(self.tokenizer)
         self.clip = hasattr(model, "text_model") and hasattr(model, "text_projection")
         config = model.config.text_config if self.clip else model.config
         self.max_length = min(max_length, getattr(config, "max_position_embeddings", max_length))

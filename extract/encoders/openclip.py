@@ -117,6 +117,7 @@ class OpenCLIPText(TextEncoder):
         context = model.context_length if hasattr(model, "context_length") else 77
         self.max_length = min(max_length, context)
         self.tokenizer = open_clip.get_tokenizer(arch)
+        self.vocab_size = int(model.token_embedding.num_embeddings)
         width = model.transformer.width if hasattr(model, "transformer") else model.text.width
         self.fields = {
             "global": (model.text_projection.shape[-1],),

@@ -57,6 +57,7 @@ class MiniLMEncoder(TextEncoder):
         self.model.eval()
         self.id = "minilm:random" if random_init else "minilm"
         self.max_length = max_length
+        self.vocab_size = len(self.tokenizer)
         self.fields = {"global": (MINILM_DIM,), "tokens": (max_length, MINILM_DIM)}
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

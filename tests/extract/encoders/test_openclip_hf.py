@@ -37,6 +37,7 @@ def test_openclip_towers_equal_encode_image_and_text(tiny_clip_config):
     assert image.space == text.space != ""  # one shared space: zero-shot scores make sense
     assert image.fields == {"global": (32,), "grid": (16, 64)}
     assert text.fields == {"global": (32,), "tokens": (24, 32)}
+    assert text.vocab_size == 49408
     model = image.model
     with torch.inference_mode():
         pixels = images(32)

@@ -49,6 +49,7 @@ def test_minilm_equals_mean_pooled_transformers_output(minilm):
     assert torch.allclose(out["tokens"][:, :width], hidden * mask, atol=1e-5)
     assert out["tokens"][0, lengths[0] :].abs().max() == 0  # padding zeroed
     assert minilm.fields == {"global": (384,), "tokens": (16, 384)}
+    assert minilm.vocab_size == 30522 and int(ids.max()) < minilm.vocab_size
 
 
 def test_minilm_matches_sentence_transformers(minilm):
