@@ -180,6 +180,7 @@ def main(**options) -> None:
     cache (shards, manifest, FAISS indices) that training runs reuse. Re-running the same command
     does nothing; an interrupted run resumes at the first missing shard."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     config = ExtractConfig(
         dataset=options["dataset"],

@@ -168,6 +168,10 @@ class Manifest:
     def format(self) -> str:
         return self.spec.format
 
+    @property
+    def task(self) -> dict[str, Any]:
+        return self.spec.task
+
     def to_json(self) -> dict[str, Any]:
         data = self.spec.to_json()
         data.update(

@@ -1,0 +1,1 @@
+"""Stage 2: train cross-modal students against a feature cache."""

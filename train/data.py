@@ -1,0 +1,169 @@
+"""Cache -> batches: subsets (low-shot, metadata filters), datasets, and collation.
+
+A whole training split is streamed (shards in sequence, a seeded shuffle buffer); a subset
+(low-shot fraction or a metadata filter) is read by key. Evaluation reads by key in stored order.
+Decoding a sample is ``np.load`` of small arrays: no teacher, no image.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from extract.store import CacheReader, StreamingDataset
+from train.tasks import TaskSpec
+
+Where = list[tuple[str, str]]
+
+
+def parse_where(items: tuple[str, ...] | list[str]) -> Where:
+    """``source=lsmdc`` -> ``[("source", "lsmdc")]``; samples match when every pair equals."""
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"filter {item!r} is not KEY=VALUE (e.g. source=lsmdc)")
+        pairs.append((name, value))
+    return pairs
+
+
+def matches(meta: dict, where: Where) -> bool:
+    return all(str(meta.get(name)) == value for name, value in where)
+
+
+def read_metas(cache: CacheReader, split: str) -> list[tuple[str, dict]]:
+    """Every sample's key and json, in stored order (only the json members are read)."""
+    return [(s["__key__"], s["meta"]) for s in cache.split(split, fields=[])]
+
+
+def stratum(task: TaskSpec, meta: dict) -> str:
+    return str(meta.get(task.stratify_key))
+
+
+def low_shot_keys(
+    metas, task: TaskSpec, fraction: float | None, count: int | None, seed: int
+) -> list[str]:
+    """A stratified, seeded subset: the same keys for every method at the same seed.
+
+    Each stratum (label, or VQA answer type) keeps its share of the subset (largest remainder),
+    at least one sample; the order within a stratum is a permutation seeded by ``seed``.
+    """
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for key, meta in metas:
+        by_stratum[stratum(task, meta)].append(key)
+    total = len(metas)
+    wanted = count if count is not None else max(1, round(total * fraction))
+    if wanted > total:
+        raise ValueError(f"--train-count {wanted} is more than the {total} training samples")
+    quotas = {name: wanted * len(keys) / total for name, keys in by_stratum.items()}
+    taken = {name: max(1, math.floor(q)) for name, q in quotas.items()}
+    spare = sorted(quotas, key=lambda name: (taken[name] - quotas[name], name))
+    for name in spare[: max(0, wanted - sum(taken.values()))]:
+        taken[name] += 1
+    rng = random.Random(seed)
+    chosen = []
+    for name in sorted(by_stratum):
+        keys = list(by_stratum[name])
+        rng.shuffle(keys)
+        chosen += keys[: min(taken[name], len(keys))]
+    order = {key: i for i, (key, _) in enumerate(metas)}
+    return sorted(chosen, key=order.__getitem__)
+
+
+class KeyedSamples(Dataset):
+    """Samples of a split by key; the reader is opened in each DataLoader worker."""
+
+    def __init__(self, cache_dir: Path, split: str, keys: list[str], fields: list[str]):
+        self.cache_dir, self.split, self.keys, self.fields = cache_dir, split, keys, fields
+        self._reader = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> dict:
+        if self._reader is None:
+            self._reader = CacheReader(self.cache_dir).split(self.split, self.fields)
+        return self._reader[self.keys[index]]
+
+
+@dataclass
+class Collate:
+    """Samples -> tensors. Targets of the gold candidate of each group are picked here."""
+
+    task: TaskSpec
+    visual_field: str
+    target_fields: tuple[str, ...] = ()
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch = {
+            "keys": [s["__key__"] for s in samples],
+            "metas": [s["meta"] for s in samples],
+            "visual": stack(samples, self.visual_field),
+            "token_ids": stack(samples, "token_ids").long(),
+            "token_len": stack(samples, "token_len").long(),
+        }
+        labels = [[self.label(s["meta"], g) for g in self.task.groups] for s in samples]
+        batch["labels"] = torch.tensor(labels)  # [B, G]; -1 where the label is hidden (test)
+        starts = torch.tensor([g.start for g in self.task.groups])
+        gold = (
+            starts + batch["labels"].clamp(min=0)
+            if self.task.kind == "multiple_choice"
+            else starts.expand(len(samples), -1)
+        )
+        batch["gold"] = gold  # [B, G] candidate index of each group's gold text
+        if self.task.kind == "soft_score":
+            batch["soft"] = torch.stack([self.task.soft_targets(s["meta"]) for s in samples])
+        for name in self.target_fields:
+            values = stack(samples, name).float()
+            if name in ("txt_tok", "txt_emb"):  # per candidate: keep each group's gold one
+                values = values[torch.arange(len(samples))[:, None], gold]
+            batch[name] = values
+        if "zeroshot" in samples[0]:
+            batch["zeroshot"] = stack(samples, "zeroshot").float()
+        return batch
+
+    def label(self, meta: dict, group) -> int:
+        if self.task.kind == "soft_score":
+            return -1  # the soft targets carry the labels
+        value = meta.get(group.label_key)
+        return -1 if value is None else int(value)
+
+
+def stack(samples: list[dict], name: str) -> torch.Tensor:
+    return torch.from_numpy(np.stack([s[name] for s in samples]))
+
+
+def train_loader(
+    cache_dir, split, keys, full_split: bool, fields, collate, batch_size, workers, seed, epoch
+):
+    """Stream the whole split, or read a subset by key; shuffled with ``seed`` and ``epoch``."""
+    if full_split:
+        stream = StreamingDataset(
+            cache_dir, split, fields, as_float32=False, shuffle=True, seed=seed
+        )
+        stream.set_epoch(epoch)
+        return DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    dataset = KeyedSamples(Path(cache_dir), split, keys, fields)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=workers,
+        collate_fn=collate,
+    )
+
+
+def eval_loader(cache_dir, split, keys, fields, collate, batch_size, workers):
+    dataset = KeyedSamples(Path(cache_dir), split, keys, fields)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
+    )

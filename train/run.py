@@ -1,0 +1,220 @@
+"""``python -m train.run --cache shards/vcr ...``: train a student against a feature cache."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from train.data import parse_where
+from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS, DistillConfig
+from train.report import aggregate, run_table, write_run_report, write_summary
+from train.student import SIZES
+from train.tasks import TASKS
+from train.trainer import TrainConfig, Trainer
+
+
+def split_list(values: tuple[str, ...]) -> list[str] | None:
+    names = [name for value in values for name in value.split(",") if name]
+    return names or None
+
+
+def bar(total: int, description: str):
+    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(
+            "no CUDA device is available; use --device cpu", param_hint="--device"
+        )
+    return name
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Feature cache made by python -m extract.run.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    default=None,
+    help="Task; default from the cache (vcr -> vcr-qar).",
+)
+@click.option(
+    "--distill",
+    type=click.Choice(MODES),
+    default="mad",
+    help="none: task loss only; naive: every token, w = 1; "
+    "mad: selected tokens, confidence weights.",
+)
+@click.option(
+    "--select",
+    type=click.Choice(SELECTIONS),
+    default="cls-attn",
+    help="Token selection for mad: [CLS] attention, or the tokens the student matches least.",
+)
+@click.option(
+    "--topk",
+    type=float,
+    default=0.5,
+    help="Tokens kept per instance: a count >= 1 or a fraction < 1.",
+)
+@click.option(
+    "--confidence",
+    type=click.Choice(["auto", "zeroshot", "knn", "none"]),
+    default="auto",
+    help="Instance weights: zero-shot scores (shared-space teachers) or kNN label agreement.",
+)
+@click.option(
+    "--distance",
+    type=click.Choice(DISTANCES),
+    default="cosine",
+    help="Distance between projected student tokens and teacher targets.",
+)
+@click.option(
+    "--lambda", "weight", type=float, default=1.0, help="Weight of the distillation loss."
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="tokens",
+    help="Per-token targets, or the pooled embedding for every token.",
+)
+@click.option(
+    "--branches", default="vis,txt", help="Which token branches to distil: vis, txt or vis,txt."
+)
+@click.option(
+    "--train-fraction",
+    type=float,
+    default=None,
+    help="Low-shot: a stratified, seeded fraction of the training split.",
+)
+@click.option(
+    "--train-count",
+    type=int,
+    default=None,
+    help="Low-shot: this many training samples (stratified, seeded).",
+)
+@click.option("--seed", type=int, default=0, help="Seed (subset, initialisation, order).")
+@click.option(
+    "--seeds", default=None, help="Several seeds, e.g. 1,2,3: one run each, then mean +- std."
+)
+@click.option("--train-split", default="train", help="Split to train on.")
+@click.option(
+    "--val-split",
+    default=None,
+    help="Split for model selection (default val or dev; never a test split).",
+)
+@click.option(
+    "--eval-split",
+    "eval_splits",
+    multiple=True,
+    help="Splits to evaluate (repeatable or comma-separated); default: all but the training split.",
+)
+@click.option(
+    "--train-where",
+    multiple=True,
+    help="Keep training samples whose json KEY equals VALUE, e.g. source=lsmdc (domain shift).",
+)
+@click.option(
+    "--eval-where",
+    multiple=True,
+    help="The same filter for evaluation splits, e.g. source=movieclips.",
+)
+@click.option("--epochs", type=int, default=10, help="Training epochs.")
+@click.option("--batch-size", type=int, default=32, help="Samples per batch.")
+@click.option(
+    "--accumulate", type=int, default=1, help="Batches per optimiser step (gradient accumulation)."
+)
+@click.option(
+    "--lr", type=float, default=3e-4, help="Peak learning rate (AdamW, warmup then cosine)."
+)
+@click.option(
+    "--student-size",
+    type=click.Choice(sorted(SIZES)),
+    default="tiny",
+    help="Student width and depth.",
+)
+@click.option("--workers", type=int, default=0, help="DataLoader workers reading the cache.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/latest"),
+    help="Output folder.",
+)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt when it exists.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to train."
+)
+def main(**options) -> None:
+    """Train a cross-modal student against cached teacher features, with the adaptive
+    distillation objective (or a baseline), evaluate with the official metrics, and write
+    results.json, report.md, curves.png, metrics.jsonl and checkpoints."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    if options["train_fraction"] is not None and options["train_count"] is not None:
+        raise click.UsageError("give --train-fraction or --train-count, not both")
+    seeds = [int(s) for s in options["seeds"].split(",")] if options["seeds"] else [options["seed"]]
+    try:
+        distill = DistillConfig(
+            options["distill"],
+            options["select"],
+            options["topk"],
+            options["distance"],
+            options["weight"],
+            options["target"],
+            tuple(options["branches"].split(",")),
+        )
+        runs = []
+        for seed in seeds:
+            out = options["out"] if len(seeds) == 1 else options["out"] / f"seed-{seed}"
+            config = make_config(options, distill, seed, out)
+            results = Trainer(config).fit(progress=bar)
+            write_run_report(out, results)
+            click.echo(f"seed {seed}: {out}\n{run_table(results)}\n")
+            runs.append(results)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    if len(runs) > 1:
+        click.echo(write_summary(options["out"], aggregate(runs)))
+
+
+def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> TrainConfig:
+    return TrainConfig(
+        cache=options["cache"],
+        out=out,
+        task=options["task"],
+        distill=distill,
+        confidence=options["confidence"],
+        train_split=options["train_split"],
+        val_split=options["val_split"],
+        eval_splits=split_list(options["eval_splits"]),
+        train_fraction=options["train_fraction"],
+        train_count=options["train_count"],
+        train_where=parse_where(options["train_where"]),
+        eval_where=parse_where(options["eval_where"]),
+        seed=seed,
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        accumulate=options["accumulate"],
+        student_size=options["student_size"],
+        workers=options["workers"],
+        device=pick_device(options["device"]),
+        resume=options["resume"],
+    )
+
+
+if __name__ == "__main__":
+    main()

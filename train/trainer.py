@@ -1,0 +1,401 @@
+"""One training run: subset -> confidence weights -> epochs (AdamW, warmup + cosine,
+clipping, accumulation, AMP on CUDA) -> per-epoch validation, best and last checkpoints ->
+final evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extract.store import CacheReader
+from train import confidence as conf
+from train.data import (
+    Collate,
+    eval_loader,
+    low_shot_keys,
+    matches,
+    read_metas,
+    stratum,
+    train_loader,
+)
+from train.evaluation import predict, score, to_device
+from train.mad import DistillConfig
+from train.model import DistilledStudent, student_config
+from train.summary import (
+    autocast,
+    config_json,
+    distill_share,
+    save_atomic,
+    weight_summary,
+    write_predictions,
+)
+from train.tasks import TaskSpec, resolve_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    cache: Path
+    out: Path
+    task: str | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    confidence: str = "auto"
+    train_split: str = "train"
+    val_split: str | None = None  # model selection; default: val or dev when present
+    eval_splits: list[str] | None = None  # default: every split but the training one
+    train_fraction: float | None = None
+    train_count: int | None = None
+    train_where: list[tuple[str, str]] = field(default_factory=list)
+    eval_where: list[tuple[str, str]] = field(default_factory=list)
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    accumulate: int = 1
+    clip: float = 1.0
+    student_size: str = "tiny"
+    dropout: float = 0.1
+    workers: int = 0
+    device: str = "cpu"
+    resume: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def required_fields(
+    cache: CacheReader, task: TaskSpec, config: TrainConfig, visual: str
+) -> list[str]:
+    """The fields this run reads; a cache without them is refused, naming the fix."""
+    fields = [visual, "token_ids", "token_len"]
+    if config.distill.mode != "none":
+        kind = config.distill.target
+        if "vis" in config.distill.branches:
+            fields.append("img_grid" if kind == "tokens" else "img_emb")
+        if "txt" in config.distill.branches:
+            fields.append("txt_tok" if kind == "tokens" else "txt_emb")
+    missing = [name for name in fields if name not in cache.fields]
+    if missing:
+        flags = {"img_grid": "--no-image-tokens", "txt_tok": "--no-text-tokens"}
+        dropped = [flags[name] for name in missing if name in flags]
+        fix = f"extract again without {' and '.join(dropped)}" if dropped else "extract it again"
+        raise ValueError(
+            f"{cache.cache_dir} lacks the field(s) {missing} that these flags need "
+            f"(--distill {config.distill.mode} --target {config.distill.target}); {fix}: "
+            f"python -m extract.run --out {cache.cache_dir} ... "
+            "(or train with --target global or --distill none)"
+        )
+    return fields
+
+
+def default_splits(cache: CacheReader, config: TrainConfig) -> tuple[str | None, list[str]]:
+    if config.train_split not in cache.splits:
+        raise ValueError(
+            f"--train-split {config.train_split!r}: {cache.cache_dir} has {cache.splits}"
+        )
+    val = config.val_split or next((s for s in ("val", "dev") if s in cache.splits), None)
+    evals = config.eval_splits or [s for s in cache.splits if s != config.train_split]
+    unknown = [s for s in [val, *evals] if s is not None and s not in cache.splits]
+    if unknown:
+        raise ValueError(f"split(s) {unknown} not in {cache.cache_dir}; it has {cache.splits}")
+    if val is not None and val.startswith("test"):
+        raise ValueError(f"--val-split {val}: model selection never uses a test split")
+    return val, evals
+
+
+def schedule(step: int, total: int, warmup: int) -> float:
+    """Linear warmup, then cosine decay to 0: the learning-rate factor at ``step``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None):
+        self.config = config
+        self.on_epoch_end = on_epoch_end
+        self.device = torch.device(config.device)
+        self.cache = CacheReader(config.cache)
+        self.task = resolve_task(config.task, self.cache.manifest.task, config.cache)
+        self.visual = self.cache.manifest.spec.config.get("student_input_field", "pixels")
+        self.fields = required_fields(self.cache, self.task, config, self.visual)
+        self.val_split, self.eval_splits = default_splits(self.cache, config)
+        self.confidence = conf.resolve_confidence(config.confidence, self.cache, self.task)
+        self.out = Path(config.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ---- data -------------------------------------------------------------------------------
+    def select_train_keys(self) -> tuple[list[str], dict[str, dict], bool]:
+        metas = [
+            (k, m)
+            for k, m in read_metas(self.cache, self.config.train_split)
+            if matches(m, self.config.train_where)
+        ]
+        metas = [(k, m) for k, m in metas if self.is_labelled(m)]
+        if not metas:
+            raise ValueError(
+                f"no labelled training samples in {self.config.train_split} match the filters"
+            )
+        full = self.config.train_fraction in (None, 1.0) and self.config.train_count is None
+        keys = (
+            [k for k, _ in metas]
+            if full
+            else low_shot_keys(
+                metas,
+                self.task,
+                self.config.train_fraction,
+                self.config.train_count,
+                self.config.seed,
+            )
+        )
+        everything = len(metas) == len(self.cache.split(self.config.train_split, fields=[]))
+        return keys, dict(metas), full and everything
+
+    def is_labelled(self, meta: dict) -> bool:
+        if self.task.kind == "soft_score":
+            return "targets" in meta
+        return meta.get(self.task.groups[0].label_key) is not None
+
+    def eval_keys(self, split: str) -> list[str]:
+        return [k for k, m in read_metas(self.cache, split) if matches(m, self.config.eval_where)]
+
+    def instance_weights(self, keys: list[str], metas: dict[str, dict]) -> dict[str, float]:
+        if self.config.distill.mode != "mad" or self.confidence == "none":
+            return {}
+        fields = ["zeroshot"] if self.confidence == "zeroshot" else ["img_emb", "txt_emb"]
+        reader = CacheReader(self.config.cache, as_float32=True).split(
+            self.config.train_split, fields
+        )
+        samples = [reader[key] for key in keys]
+        collate = Collate(self.task, self.visual)
+        gold = [
+            [
+                collate.label(s["meta"], g) + g.start
+                if self.task.kind == "multiple_choice"
+                else g.start
+                for g in self.task.groups
+            ]
+            for s in samples
+        ]
+        if self.confidence == "zeroshot":
+            weights = conf.zero_shot_weights(samples, self.task, gold)
+        else:
+            means = {name: self.cache.shared(f"mean_{name}") for name in ("img_emb", "txt_emb")}
+            features = conf.joint_features(samples, gold, means)
+            weights = conf.knn_weights(features, [stratum(self.task, metas[k]) for k in keys])
+        return dict(zip(keys, weights.tolist(), strict=True))
+
+    def means(self) -> dict[str, torch.Tensor]:
+        names = [n for n in ("img_grid", "img_emb", "txt_tok", "txt_emb") if n in self.fields]
+        return {n: torch.from_numpy(self.cache.shared(f"mean_{n}")).to(self.device) for n in names}
+
+    # ---- training ---------------------------------------------------------------------------
+    def build(self) -> DistilledStudent:
+        seed_everything(self.config.seed)
+        student = student_config(
+            self.cache, self.visual, self.config.student_size, self.config.dropout
+        )
+        image_dim = self.cache.fields["img_emb"].shape[-1]
+        text_dim = self.cache.fields["txt_emb"].shape[-1]
+        distill = self.config.distill.mode != "none"
+        return DistilledStudent(student, self.task, image_dim, text_dim, distill).to(self.device)
+
+    def fit(self, progress: Callable[[int, str], object] | None = None) -> dict:
+        """Train, select on validation, evaluate every eval split; returns the results."""
+        config = self.config
+        keys, metas, full = self.select_train_keys()
+        weights = self.instance_weights(keys, metas)
+        means = self.means()
+        model = self.build()
+        targets = tuple(
+            n for n in self.fields if n in ("img_grid", "img_emb", "txt_tok", "txt_emb")
+        )
+        collate = Collate(self.task, self.visual, targets)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        batches = math.ceil(len(keys) / config.batch_size)
+        total = max(1, math.ceil(batches / config.accumulate) * config.epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: schedule(s, total, int(config.warmup * total))
+        )
+        state = {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+        if config.resume and (self.out / "last.pt").is_file():
+            state = self.load_last(model, optimizer, scheduler)
+            log.info("resuming after epoch %d", state["epoch"])
+        with open(self.out / "metrics.jsonl", "a" if state["epoch"] else "w") as metrics_log:
+            for epoch in range(state["epoch"], config.epochs):
+                loader = train_loader(
+                    config.cache,
+                    config.train_split,
+                    keys,
+                    full,
+                    self.fields,
+                    collate,
+                    config.batch_size,
+                    config.workers,
+                    config.seed,
+                    epoch,
+                )
+                bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
+                losses = self.train_epoch(
+                    model, loader, optimizer, scheduler, means, weights, batches, bar
+                )
+                entry = {"epoch": epoch + 1, **losses, "lr": scheduler.get_last_lr()[0]}
+                if self.val_split is not None:
+                    entry["val"] = score(
+                        self.task, predict(model, self.loader(self.val_split, collate), self.device)
+                    )
+                    value = entry["val"]["score"]
+                    if value is not None and (state["best"] is None or value > state["best"]):
+                        state.update(best=value, best_epoch=epoch + 1)
+                        save_atomic({"model": model.export_state()}, self.out / "best.pt")
+                metrics_log.write(json.dumps(entry) + "\n")
+                metrics_log.flush()
+                state["history"].append(entry)
+                state["epoch"] = epoch + 1
+                self.save_last(model, optimizer, scheduler, state)
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch + 1)
+        return self.final_results(model, collate, keys, metas, weights, state)
+
+    def loader(self, split: str, collate: Collate):
+        keys = self.eval_keys(split)
+        return eval_loader(
+            self.config.cache,
+            split,
+            keys,
+            self.fields[:3],
+            collate_inputs(collate),
+            self.config.batch_size,
+            self.config.workers,
+        )
+
+    def train_epoch(
+        self, model, loader, optimizer, scheduler, means, weights, batches, bar
+    ) -> dict:
+        model.train()
+        config, totals, seen = (
+            self.config,
+            {"loss": 0.0, "task": 0.0, "distill_vis": 0.0, "distill_txt": 0.0},
+            0,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(loader):
+            batch = to_device(batch, self.device)
+            with autocast(self.device):
+                out, logits = model.encode(batch)
+                task_loss = model.task_loss(logits, batch)
+                distill, stats = torch.zeros((), device=self.device), {"vis": 0.0, "txt": 0.0}
+                if model.distill_heads is not None:
+                    w = (
+                        torch.tensor(
+                            [weights.get(k, 1.0) for k in batch["keys"]], device=self.device
+                        )
+                        if weights
+                        else None
+                    )
+                    distill, stats = model.distill(out, batch, means, w, config.distill)
+                loss = task_loss + distill
+            (loss / config.accumulate).backward()
+            if (step + 1) % config.accumulate == 0 or step + 1 == batches:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            count = len(batch["keys"])
+            seen += count
+            for name, value in (
+                ("loss", loss),
+                ("task", task_loss),
+                ("distill_vis", stats["vis"]),
+                ("distill_txt", stats["txt"]),
+            ):
+                totals[name] += float(value.detach() if torch.is_tensor(value) else value) * count
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
+        if bar is not None:
+            bar.close()
+        return {name: value / max(seen, 1) for name, value in totals.items()}
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def save_last(self, model, optimizer, scheduler, state: dict) -> None:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": state,
+                "rng": rng,
+                "config": config_json(self.config),
+            },
+            self.out / "last.pt",
+        )
+
+    def load_last(self, model, optimizer, scheduler) -> dict:
+        checkpoint = torch.load(self.out / "last.pt", map_location=self.device, weights_only=False)
+        if checkpoint["config"] != config_json(self.config):
+            raise ValueError(
+                f"{self.out}/last.pt was written by a run with other settings; use another --out"
+            )
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        np.random.set_state(checkpoint["rng"]["numpy"])
+        random.setstate(checkpoint["rng"]["python"])
+        return checkpoint["state"]
+
+    # ---- results ----------------------------------------------------------------------------
+    def final_results(self, model, collate, keys, metas, weights, state) -> dict:
+        if (self.out / "best.pt").is_file():
+            best = torch.load(self.out / "best.pt", map_location=self.device, weights_only=True)[
+                "model"
+            ]
+            model.load_state_dict(best, strict=False)
+        splits = {}
+        for split in self.eval_splits:
+            rows = predict(model, self.loader(split, collate), self.device)
+            splits[split] = score(self.task, rows)
+            write_predictions(self.out, split, self.task, rows)
+        return {
+            "config": config_json(self.config),
+            "cache": str(self.config.cache),
+            "cache_key": self.cache.manifest.cache_key,
+            "task": self.task.name,
+            "confidence": self.confidence if self.config.distill.mode == "mad" else "none",
+            "train_samples": len(keys),
+            "val_split": self.val_split,
+            "best_epoch": state["best_epoch"],
+            "best_val_score": state["best"],
+            "history": state["history"],
+            "splits": splits,
+            "weights": weight_summary(weights, metas, self.task),
+            "distill_share": distill_share(state["history"]),
+        }
+
+
+def collate_inputs(collate: Collate) -> Collate:
+    """Evaluation reads only the student's inputs."""
+    return Collate(collate.task, collate.visual_field)
