@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import torch
 
+from train import metrics
 from train.model import DistilledStudent
 from train.tasks import TaskSpec
 
@@ -68,13 +69,22 @@ def multiple_choice_scores(task: TaskSpec, rows: list[dict]) -> dict:
         g.name: [argmax(r["probs"][g.name]) == int(r["meta"][g.label_key]) for r in rows]
         for g in task.groups
     }
-    result = {"n": len(rows), "q2a": percent(right["qa"])}
     if "qar" in right:
-        result["qa2r"] = percent(right["qar"])
-        result["q2ar"] = percent([a and r for a, r in zip(right["qa"], right["qar"], strict=True)])
-    result["score"] = result.get("q2ar", result["q2a"])
+        result = metrics.vcr_scores([vcr_row(row) for row in rows])
+        result["score"] = result["q2ar"]
+    else:
+        result = {"n": len(rows), "q2a": percent(right["qa"])}
+        result["score"] = result["q2a"]
     result["per_type"] = per_type(rows, right["qa"], "source")
     return result
+
+
+def vcr_row(row: dict) -> metrics.VcrPrediction:
+    meta, probs = row["meta"], row["probs"]
+    return metrics.VcrPrediction(
+        row["key"], argmax(probs["qa"]), int(meta["answer_label"]),
+        argmax(probs["qar"]), int(meta["rationale_label"]),
+    )  # fmt: skip
 
 
 def classification_scores(task: TaskSpec, rows: list[dict]) -> dict:
@@ -93,17 +103,25 @@ def classification_scores(task: TaskSpec, rows: list[dict]) -> dict:
 
 
 def vqa_scores(task: TaskSpec, rows: list[dict]) -> dict:
-    from extract.store.vqa_answers import vqa_accuracy
-
-    values = [vqa_accuracy(task.labels[row["prediction"]], row["meta"]["answers"]) for row in rows]
-    overall = round(100 * sum(values) / len(values), 2)
-    groups = defaultdict(list)
-    for row, value in zip(rows, values, strict=True):
-        groups[row["meta"].get("answer_type")].append(value)
-    per_type_scores = {
-        str(name): round(100 * sum(v) / len(v), 2) for name, v in sorted(groups.items(), key=str)
+    """The official VQA accuracy (train.metrics) over the split's questions."""
+    annotations = [
+        {
+            "question_id": index,
+            "answers": [{"answer": answer} for answer in row["meta"]["answers"]],
+            "answer_type": row["meta"].get("answer_type"),
+            "question_type": row["meta"].get("question_type"),
+        }
+        for index, row in enumerate(rows)
+    ]
+    predictions = {index: task.labels[row["prediction"]] for index, row in enumerate(rows)}
+    result = metrics.vqa_scores(predictions, annotations)
+    return {
+        "n": result["n"],
+        "overall": result["overall"],
+        "score": result["overall"],
+        "per_type": result["per_answer_type"],
+        "per_question_type": result["per_question_type"],
     }
-    return {"n": len(rows), "overall": overall, "score": overall, "per_type": per_type_scores}
 
 
 def per_type(rows: list[dict], right: list[bool], key: str) -> dict:
