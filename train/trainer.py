@@ -40,6 +40,7 @@ from train.summary import (
 from train.tasks import TaskSpec, resolve_task
 
 log = logging.getLogger(__name__)
+LOSS_TERMS = ("loss", "task", "distill_vis", "distill_txt")
 
 
 @dataclass
@@ -115,6 +116,14 @@ def default_splits(cache: CacheReader, config: TrainConfig) -> tuple[str | None,
     if val is not None and val.startswith("test"):
         raise ValueError(f"--val-split {val}: model selection never uses a test split")
     return val, evals
+
+
+def keep_log_until(path: Path, epoch: int) -> None:
+    """Drop log lines of epochs after ``epoch`` (an interrupted epoch is trained again)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epoch]
+    path.write_text("".join(line + "\n" for line in lines))
 
 
 def schedule(step: int, total: int, warmup: int) -> float:
@@ -219,9 +228,7 @@ class Trainer:
         """Train, select on validation, evaluate every eval split; returns the results."""
         config = self.config
         keys, metas, full = self.select_train_keys()
-        weights = self.instance_weights(keys, metas)
-        means = self.means()
-        model = self.build()
+        weights, means, model = self.instance_weights(keys, metas), self.means(), self.build()
         targets = tuple(
             n for n in self.fields if n in ("img_grid", "img_emb", "txt_tok", "txt_emb")
         )
@@ -231,15 +238,23 @@ class Trainer:
         )
         batches = math.ceil(len(keys) / config.batch_size)
         total = max(1, math.ceil(batches / config.accumulate) * config.epochs)
+        warmup = int(config.warmup * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: schedule(s, total, int(config.warmup * total))
+            optimizer, lambda s: schedule(s, total, warmup)
         )
         state = {"epoch": 0, "best": None, "best_epoch": None, "history": []}
         if config.resume and (self.out / "last.pt").is_file():
             state = self.load_last(model, optimizer, scheduler)
             log.info("resuming after epoch %d", state["epoch"])
-        with open(self.out / "metrics.jsonl", "a" if state["epoch"] else "w") as metrics_log:
+        keep_log_until(self.out / "metrics.jsonl", state["epoch"])
+        with open(self.out / "metrics.jsonl", "a") as metrics_log:
             for epoch in range(state["epoch"], config.epochs):
+
+                def log_step(entry: dict, epoch: int = epoch) -> None:
+                    metrics_log.write(
+                        json.dumps({"kind": "step", "epoch": epoch + 1, **entry}) + "\n"
+                    )
+
                 loader = train_loader(
                     config.cache,
                     config.train_split,
@@ -254,17 +269,15 @@ class Trainer:
                 )
                 bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
                 losses = self.train_epoch(
-                    model, loader, optimizer, scheduler, means, weights, batches, bar
+                    model, loader, optimizer, scheduler, means, weights, batches, bar, log_step
                 )
-                entry = {"epoch": epoch + 1, **losses, "lr": scheduler.get_last_lr()[0]}
-                if self.val_split is not None:
-                    entry["val"] = score(
-                        self.task, predict(model, self.loader(self.val_split, collate), self.device)
-                    )
-                    value = entry["val"]["score"]
-                    if value is not None and (state["best"] is None or value > state["best"]):
-                        state.update(best=value, best_epoch=epoch + 1)
-                        save_atomic({"model": model.export_state()}, self.out / "best.pt")
+                entry = {
+                    "kind": "epoch",
+                    "epoch": epoch + 1,
+                    **losses,
+                    "lr": scheduler.get_last_lr()[0],
+                }
+                self.validate(model, collate, entry, state)
                 metrics_log.write(json.dumps(entry) + "\n")
                 metrics_log.flush()
                 state["history"].append(entry)
@@ -273,6 +286,18 @@ class Trainer:
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
         return self.final_results(model, collate, keys, metas, weights, state)
+
+    def validate(self, model, collate: Collate, entry: dict, state: dict) -> None:
+        """Score the validation split; keep the best model (selection never sees a test split)."""
+        if self.val_split is None:
+            return
+        entry["val"] = score(
+            self.task, predict(model, self.loader(self.val_split, collate), self.device)
+        )
+        value = entry["val"]["score"]
+        if value is not None and (state["best"] is None or value > state["best"]):
+            state.update(best=value, best_epoch=entry["epoch"])
+            save_atomic({"model": model.export_state()}, self.out / "best.pt")
 
     def loader(self, split: str, collate: Collate):
         keys = self.eval_keys(split)
@@ -286,47 +311,51 @@ class Trainer:
             self.config.workers,
         )
 
+    def batch_loss(
+        self, model, batch: dict, means: dict, weights: dict
+    ) -> tuple[torch.Tensor, dict]:
+        """Task loss plus distillation for one batch; also each term as a float."""
+        with autocast(self.device):
+            out, logits = model.encode(batch)
+            task_loss = model.task_loss(logits, batch)
+            distill, stats = torch.zeros((), device=self.device), {"vis": 0.0, "txt": 0.0}
+            if model.distill_heads is not None:
+                w = None
+                if weights:
+                    w = torch.tensor(
+                        [weights.get(k, 1.0) for k in batch["keys"]], device=self.device
+                    )
+                distill, stats = model.distill(out, batch, means, w, self.config.distill)
+            loss = task_loss + distill
+        parts = {
+            "loss": loss,
+            "task": task_loss,
+            "distill_vis": stats["vis"],
+            "distill_txt": stats["txt"],
+        }
+        return loss, {name: float(torch.as_tensor(value).detach()) for name, value in parts.items()}
+
     def train_epoch(
-        self, model, loader, optimizer, scheduler, means, weights, batches, bar
+        self, model, loader, optimizer, scheduler, means, weights, batches, bar, log_step
     ) -> dict:
+        """One pass over the training data; logs every optimiser step through ``log_step``."""
         model.train()
-        config, totals, seen = (
-            self.config,
-            {"loss": 0.0, "task": 0.0, "distill_vis": 0.0, "distill_txt": 0.0},
-            0,
-        )
+        config, totals, seen = self.config, dict.fromkeys(LOSS_TERMS, 0.0), 0
         optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(loader):
             batch = to_device(batch, self.device)
-            with autocast(self.device):
-                out, logits = model.encode(batch)
-                task_loss = model.task_loss(logits, batch)
-                distill, stats = torch.zeros((), device=self.device), {"vis": 0.0, "txt": 0.0}
-                if model.distill_heads is not None:
-                    w = (
-                        torch.tensor(
-                            [weights.get(k, 1.0) for k in batch["keys"]], device=self.device
-                        )
-                        if weights
-                        else None
-                    )
-                    distill, stats = model.distill(out, batch, means, w, config.distill)
-                loss = task_loss + distill
+            loss, parts = self.batch_loss(model, batch, means, weights)
             (loss / config.accumulate).backward()
             if (step + 1) % config.accumulate == 0 or step + 1 == batches:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                log_step({"step": scheduler.last_epoch, **parts, "lr": scheduler.get_last_lr()[0]})
             count = len(batch["keys"])
             seen += count
-            for name, value in (
-                ("loss", loss),
-                ("task", task_loss),
-                ("distill_vis", stats["vis"]),
-                ("distill_txt", stats["txt"]),
-            ):
-                totals[name] += float(value.detach() if torch.is_tensor(value) else value) * count
+            for name in LOSS_TERMS:
+                totals[name] += parts[name] * count
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")

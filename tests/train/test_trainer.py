@@ -52,7 +52,10 @@ def test_resume_ends_with_the_same_weights(tmp_path):
     assert whole["model"].keys() == cut["model"].keys()
     assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    epochs = [json.loads(line) for line in lines if json.loads(line)["kind"] == "epoch"]
+    assert [entry["epoch"] for entry in epochs] == [1, 2, 3]
+    steps = [json.loads(line)["step"] for line in lines if json.loads(line)["kind"] == "step"]
+    assert steps == list(range(1, 13))  # 60 samples / 16 per batch = 4 steps an epoch, none twice
 
 
 def test_a_cache_without_the_needed_fields_is_refused(tmp_path):
