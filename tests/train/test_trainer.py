@@ -170,3 +170,36 @@ def test_cli_several_seeds_report_mean_and_std(tmp_path):
             assert (out / f"seed-{seed}" / name).is_file()
     bad = CliRunner().invoke(train_cli, ["--cache", str(cache), "--distill", "kd"])
     assert bad.exit_code == 2
+
+
+def test_compare_places_methods_side_by_side(tmp_path):
+    from train.compare import main as compare_cli
+
+    cache = build(tmp_path / "cache")
+    for mode in ("none", "mad"):
+        args = [
+            "--cache",
+            str(cache),
+            "--out",
+            str(tmp_path / mode),
+            "--epochs",
+            "1",
+            "--distill",
+            mode,
+            "--seeds",
+            "1,2",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "16",
+        ]
+        assert CliRunner().invoke(train_cli, args).exit_code == 0
+    result = CliRunner().invoke(
+        compare_cli,
+        ["--out", str(tmp_path / "cmp"), f"none={tmp_path / 'none'}", f"mad={tmp_path / 'mad'}"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| method | val |"  # the test split has hidden labels: no score
+    assert lines[2].startswith("| none | ") and lines[3].startswith("| mad | ") and "+-" in lines[3]
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
