@@ -32,9 +32,14 @@ def encode_batch(
     texts = [text for item in items for text in item.record.texts]
     token_ids, lengths = plan.text.tokenize(texts)  # [B*C, L], [B*C]
     count, num_texts = len(items), len(items[0].record.texts)
+    distinct, where = distinct_images(items)
+    where = where.to(device)
     out: dict[str, torch.Tensor] = {}
     with torch.inference_mode(), autocast(device):
-        image = plan.image.encode(stack_images(items, image_key(plan.image.preprocess), device))
+        encoded = plan.image.encode(
+            stack_images(distinct, image_key(plan.image.preprocess), device)
+        )
+        image = {name: value[where] for name, value in encoded.items()}
         text = plan.text.encode(token_ids.to(device, non_blocking=True), lengths.to(device))
         out["img_emb"] = image["global"]
         out["txt_emb"] = text["global"].reshape(count, num_texts, -1)
@@ -46,11 +51,11 @@ def encode_batch(
             out["zeroshot"] = zero_shot(out["img_emb"], out["txt_emb"], plan.image.logit_scale)
         student_key = image_key(plan.student.preprocess)
         if "pixels" in plan.fields:
-            out["pixels"] = plan.student.encode(stack_images(items, student_key, device))["patches"]
+            student = plan.student.encode(stack_images(distinct, student_key, device))
+            out["pixels"] = student["patches"][where]
         if "student_grid" in plan.fields:
-            out["student_grid"] = plan.student.encode(stack_images(items, student_key, device))[
-                "grid"
-            ]
+            student = plan.student.encode(stack_images(distinct, student_key, device))
+            out["student_grid"] = student["grid"][where]
         if "regions" in plan.fields:
             out.update(region_features(image["grid"], items, plan.options.max_regions))
     arrays = {
@@ -60,6 +65,18 @@ def encode_batch(
     arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
     arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
     return [{name: value[i] for name, value in arrays.items()} for i in range(count)]
+
+
+def distinct_images(items: list[Item]) -> tuple[list[Item], torch.Tensor]:
+    """One item per distinct image, and for every item the index of its image among them.
+
+    Datasets with several questions per image (VQA, SNLI-VE) list them together, so a batch
+    encodes each image once.
+    """
+    first: dict[str, int] = {}
+    where = [first.setdefault(item.record.image, len(first)) for item in items]
+    distinct = [items[where.index(number)] for number in range(len(first))]
+    return distinct, torch.tensor(where)
 
 
 def zero_shot(image: torch.Tensor, texts: torch.Tensor, logit_scale: float) -> torch.Tensor:

@@ -67,10 +67,9 @@ def extract_split(
     dataset = RecordImages(adapter, records[start:], start, keys)
     loader = DataLoader(
         dataset,
-        batch_size=options.batch_size,
+        batch_sampler=aligned_batches(start, len(records), options.batch_size),
         num_workers=options.workers,
         collate_fn=collate,
-        persistent_workers=False,
     )
     timing = Timing()
     pending: Future | None = None
@@ -99,6 +98,15 @@ def extract_split(
         if pending is not None:
             timing.write_s += pending.result()
     return timing
+
+
+def aligned_batches(start: int, stop: int, size: int) -> list[list[int]]:
+    """Batches (as indices into ``records[start:]``) that begin at multiples of ``size`` in the
+    whole split, so a resumed run encodes the same batches as an uninterrupted one."""
+    edges = [start, *range((start // size + 1) * size, stop, size), stop]
+    return [
+        list(range(a - start, b - start)) for a, b in zip(edges, edges[1:], strict=False) if b > a
+    ]
 
 
 def write_batch(
