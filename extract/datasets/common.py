@@ -90,6 +90,30 @@ def get_field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], at:
     return value
 
 
+def split_files(root: Path, pattern: str, known: Iterable[str]) -> list[str]:
+    """Split names of the files matching ``pattern`` (one ``*``): known splits in their order,
+    then any other split alphabetically (e.g. the synthetic ``test_shifted``)."""
+    prefix, suffix = pattern.split("*")
+    names = {
+        path.name[len(prefix) : len(path.name) - len(suffix)]
+        for path in root.glob(pattern)
+        if path.is_file()
+    }
+    names.discard("")
+    known = list(known)
+    return [s for s in known if s in names] + sorted(names - set(known))
+
+
+# Optional per-record fields kept in ``Record.meta`` when present: the synthetic datasets write
+# them so that results can be broken down by question type and by kind of domain shift.
+TYPE_FIELDS = ("question_type", "shift")
+
+
+def optional_fields(obj: dict[str, Any], names: Iterable[str], at: str) -> dict[str, Any]:
+    """The fields of ``names`` that ``obj`` has (strings), for the record's metadata."""
+    return {name: get_field(obj, name, str, at) for name in names if name in obj}
+
+
 class KeyTracker:
     """Fails on a repeated sample key (keys address samples in the cache)."""
 

@@ -1,7 +1,9 @@
 """SNLI-VE (visual entailment) as released: ``snli_ve_{train,dev,test}.jsonl`` + Flickr30k images.
 
 The text input is the hypothesis (``sentence2``); the Flickr30k caption (``sentence1``) is kept in
-``meta["premise"]`` only, since the image takes its place in visual entailment.
+``meta["premise"]`` only, since the image takes its place in visual entailment. Every
+``snli_ve_<split>.jsonl`` at the root is a split (train, dev, test first, then e.g. the synthetic
+``test_shifted``); optional ``question_type`` / ``shift`` fields are kept in ``meta``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from typing import Any
 
 from .base import Record
 from .common import (
+    TYPE_FIELDS,
     FileImages,
     KeyTracker,
     check_options,
     check_root,
     check_split,
     get_field,
+    optional_fields,
     read_jsonl,
+    split_files,
     where,
 )
 
@@ -65,7 +70,7 @@ class SnliVeAdapter(FileImages):
         self.skipped: list[dict[str, Any]] = []
 
     def splits(self) -> list[str]:
-        return [split for split in SPLITS if self._file(split).is_file()]
+        return split_files(self.root, "snli_ve_*.jsonl", SPLITS)
 
     def input_files(self, split: str) -> list[Path]:
         check_split(split, self.splits(), self.name, self.root)
@@ -117,6 +122,7 @@ class SnliVeAdapter(FileImages):
             "image_id": image_id,
             "premise": obj.get("sentence1"),
             "caption_id": obj.get("captionID"),
+            **optional_fields(obj, TYPE_FIELDS, at),
         }
         image = f"flickr30k_images/{image_id}.jpg"
         return Record(key=pair_id, image=image, texts=[hypothesis], meta=meta)

@@ -1,9 +1,12 @@
 """VCR (Visual Commonsense Reasoning) as released: ``{train,val,test}.jsonl`` + ``vcr1images/``.
 
 Each record holds 8 texts: ``texts[0:4]`` are question + answer i (Q->A) and ``texts[4:8]`` are
-question + gold answer + rationale j (QA->R). On the test split (labels hidden) every question
+question + gold answer + rationale j (QA->R). A line without labels (the released test split)
 gives 4 records ``<annot_id>@a0..@a3``: the same Q->A texts, and QA->R texts conditioned on answer
-i, which is what the leaderboard's ``rationale_conditioned_on_a{i}_{j}`` columns need.
+i, which is what the leaderboard's ``rationale_conditioned_on_a{i}_{j}`` columns need. Whether a
+line is labelled decides this, not the split name: every ``<split>.jsonl`` at the root is a split
+(e.g. the labelled synthetic ``test`` and ``test_shifted``); a line with only one of the two
+labels is an error.
 
 Object references (token = list of 0-based indices into ``objects``) are rendered as text this way:
 a person is named from the r2c list of 15 gender-neutral names by its rank among the person objects
@@ -21,14 +24,17 @@ from typing import Any
 
 from .base import Record
 from .common import (
+    TYPE_FIELDS,
     FileImages,
     KeyTracker,
     check_options,
     check_root,
     check_split,
     get_field,
+    optional_fields,
     read_json,
     read_jsonl,
+    split_files,
     where,
 )
 
@@ -60,12 +66,13 @@ class VcrAdapter(FileImages):
         self.root = check_root(root, "VCR", DOWNLOAD_HINT)
         if not self.splits():
             raise FileNotFoundError(
-                f"no VCR annotation file (train.jsonl, val.jsonl, test.jsonl) "
-                f"in {self.root}. {DOWNLOAD_HINT}"
+                f"no VCR annotation file (train.jsonl, val.jsonl, test.jsonl or any "
+                f"<split>.jsonl) in {self.root}. {DOWNLOAD_HINT}"
             )
 
     def splits(self) -> list[str]:
-        return [split for split in SPLITS if (self.root / f"{split}.jsonl").is_file()]
+        """Every ``<split>.jsonl`` at the root: train, val, test first, then the others."""
+        return split_files(self.root, "*.jsonl", SPLITS)
 
     def input_files(self, split: str) -> list[Path]:
         check_split(split, self.splits(), self.name, self.root)
@@ -109,7 +116,7 @@ class VcrAdapter(FileImages):
             rationales=[render(rationale, names) for rationale in rationales],
         )
         tokens = {"question": question, "answers": answers, "rationales": rationales}
-        if split == "test":
+        if "answer_label" not in obj and "rationale_label" not in obj:  # test: labels hidden
             return [_record(base, tokens, i, None) for i in range(NUM_CHOICES)]
         labels = {name: _label(obj, name, at) for name in ("answer_label", "rationale_label")}
         return [_record(base, tokens, labels["answer_label"], labels)]
@@ -129,6 +136,7 @@ class VcrAdapter(FileImages):
             "objects": objects,
             "width": width,
             "height": height,
+            **optional_fields(obj, TYPE_FIELDS, at),
         }
         return {"key": key, "image": f"vcr1images/{img_fn}", "boxes": boxes, "meta": meta}
 

@@ -8,6 +8,12 @@ annotators) per vocabulary answer.
 Unlike the reference script, which counts the *raw* annotator strings against the *normalised*
 vocabulary (ten ``t-shirt`` answers give nothing to ``t shirt``), annotator answers are normalised
 the same way as the vocabulary before they are counted.
+
+Splits come from the questions files present: ``train2014`` -> train, ``val2014`` -> val,
+``test2015`` -> test, ``test-dev2015`` -> test-dev (test2015 images), and any other subtype (e.g.
+the synthetic ``test_shifted``) is a split of its own name with images under ``<subtype>/``.
+Annotations are required for train and val and read for any other split whose
+``v2_mscoco_<subtype>_annotations.json`` is present (the synthetic test splits are labelled).
 """
 
 from __future__ import annotations
@@ -21,17 +27,27 @@ from typing import Any
 from extract.store.vqa_answers import normalize_answer, soft_score
 
 from .base import Record
-from .common import FileImages, check_options, check_root, check_split, get_field, read_json
+from .common import (
+    FileImages,
+    check_options,
+    check_root,
+    check_split,
+    get_field,
+    read_json,
+    split_files,
+)
 
 log = logging.getLogger(__name__)
 
-# split -> (questions subtype, annotations subtype or None, image folder)
-SPLITS = {
-    "train": ("train2014", "train2014", "train2014"),
-    "val": ("val2014", "val2014", "val2014"),
-    "test": ("test2015", None, "test2015"),
-    "test-dev": ("test-dev2015", None, "test2015"),  # test-dev uses the test2015 images
+# released subtype -> split; any other subtype is a split of its own name
+KNOWN_SUBTYPES = {
+    "train2014": "train",
+    "val2014": "val",
+    "test2015": "test",
+    "test-dev2015": "test-dev",
 }
+IMAGE_FOLDERS = {"test-dev2015": "test2015"}  # test-dev uses the test2015 images; others: subtype
+LABELLED = {"train": "train2014", "val": "val2014"}  # splits whose annotations must be present
 DEFAULT_MIN_ANSWER_COUNT = 9
 DOWNLOAD_HINT = (
     "Download the VQA v2 questions and annotations from https://visualqa.org/download.html and the "
@@ -67,16 +83,30 @@ class VqaAdapter(FileImages):
         self._vocab: list[str] | None = None
 
     def splits(self) -> list[str]:
-        return [
-            s for s, (sub, _, _) in SPLITS.items() if (self.root / questions_file(sub)).is_file()
-        ]
+        return list(self._subtypes())
+
+    def _subtypes(self) -> dict[str, str]:
+        """split -> questions subtype, in the order train, val, test, test-dev, then the others."""
+        subtypes = split_files(self.root, questions_file("*"), KNOWN_SUBTYPES)
+        layout: dict[str, str] = {}
+        for subtype in subtypes:
+            split = KNOWN_SUBTYPES.get(subtype, subtype)
+            if split in layout:
+                raise ValueError(
+                    f"{self.root / questions_file(subtype)} and "
+                    f"{questions_file(layout[split])} both give split {split!r}; remove or "
+                    "rename one of them"
+                )
+            layout[split] = subtype
+        return layout
 
     def input_files(self, split: str) -> list[Path]:
         check_split(split, self.splits(), self.name, self.root)
-        questions, annotations, _ = SPLITS[split]
-        files = [self.root / questions_file(questions)]
-        if annotations is not None:
-            files.append(self.root / annotations_file(annotations))
+        subtype = self._subtypes()[split]
+        files = [self.root / questions_file(subtype)]
+        annotations = self.root / annotations_file(subtype)
+        if split in LABELLED or annotations.is_file():
+            files.append(annotations)
         return files
 
     def task(self) -> dict[str, Any]:
@@ -95,7 +125,8 @@ class VqaAdapter(FileImages):
 
     def records(self, split: str) -> Iterator[Record]:
         files = self.input_files(split)
-        folder = SPLITS[split][2]
+        subtype = self._subtypes()[split]
+        folder = IMAGE_FOLDERS.get(subtype, subtype)
         if not (self.root / folder).is_dir():
             raise FileNotFoundError(
                 f"VQA image folder {self.root / folder} not found. {DOWNLOAD_HINT}"
@@ -123,8 +154,8 @@ class VqaAdapter(FileImages):
     def _build_vocab(self) -> list[str]:
         counts: Counter[str] = Counter()
         sources = []
-        for split in ("train", "val"):
-            path = self.root / annotations_file(SPLITS[split][1])
+        for subtype in LABELLED.values():  # never the test splits, even when labelled
+            path = self.root / annotations_file(subtype)
             if path.is_file():
                 sources.append(path.name)
                 for position, annotation in enumerate(_annotation_list(path)):
@@ -222,4 +253,5 @@ def _answer_meta(annotation: dict[str, Any], index: dict[str, int]) -> dict[str,
         "question_type": annotation.get("question_type"),
         "multiple_choice_answer": annotation["multiple_choice_answer"],
         "targets": {str(i): scores[i] for i in sorted(scores)},
+        **({"shift": annotation["shift"]} if "shift" in annotation else {}),
     }

@@ -141,3 +141,13 @@ def test_missing_inputs_and_bad_options(root):
     (root / "flickr30k_images").rmdir()
     with pytest.raises(FileNotFoundError, match=r"Flickr30k image folder .*flickr30k_images"):
         list(SnliVeAdapter(root).records("train"))
+
+
+def test_every_snli_ve_file_is_a_split_and_type_fields_are_kept(root):
+    extra = line("555378351.jpg#0r0c", "contradiction", question_type="count", shift="synonym")
+    write(root, "test_shifted", [extra])
+    adapter = SnliVeAdapter(root)
+    assert adapter.splits() == ["train", "dev", "test_shifted"]
+    (record,) = adapter.records("test_shifted")
+    assert record.meta["question_type"] == "count" and record.meta["shift"] == "synonym"
+    assert "question_type" not in next(adapter.records("train")).meta

@@ -234,6 +234,23 @@ def test_malformed_metadata(root, metadata, message):
 
 
 def test_registry(root):
-    assert sorted(ADAPTERS) == ["pairs", "snli_ve", "vcr", "vqa"]
+    assert sorted(ADAPTERS) == ["pairs", "snli_ve", "synthetic", "vcr", "vqa"]
     with pytest.raises(ValueError, match=r"unknown dataset 'coco'; known datasets: pairs, snli_ve"):
         open_dataset("coco", root)
+
+
+def test_labels_not_the_split_name_decide_conditioned_records(root):
+    labelled = line(annot_id="test-0", question_type="colour", shift="none")
+    write_split(root, "test", [labelled])
+    write_split(root, "test_shifted", [line(annot_id="s-0")])
+    write_split(root, "val", [line(annot_id="v-0", answer_label=None, rationale_label=None)])
+    adapter = VcrAdapter(root)
+    assert adapter.splits() == ["train", "val", "test", "test_shifted"]
+    (record,) = adapter.records("test")
+    assert record.key == "test-0" and record.meta["answer_label"] == 0
+    assert record.meta["question_type"] == "colour" and record.meta["shift"] == "none"
+    assert [r.key for r in adapter.records("test_shifted")] == ["s-0"]
+    assert [r.key for r in adapter.records("val")] == [f"v-0@a{i}" for i in range(4)]
+    write_split(root, "test", [line(rationale_label=None)])
+    with pytest.raises(ValueError, match=r"test\.jsonl:1: missing required field 'rationale_"):
+        list(adapter.records("test"))

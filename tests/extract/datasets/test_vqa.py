@@ -198,3 +198,36 @@ def test_file_that_is_not_the_release_format(root):
     (root / "v2_OpenEnded_mscoco_val2014_questions.json").write_text('{"questions": [')
     with pytest.raises(ValueError, match=r"val2014_questions\.json: not valid JSON"):
         list(VqaAdapter(root).records("val"))
+
+
+def test_other_subtypes_are_splits_and_labelled_tests_are_read(root):
+    (root / "test_shifted").mkdir()
+    write(
+        root,
+        "test_shifted",
+        [question(11, 3, "What color?")],
+        [annotation(11, 3, "mauve", ["mauve"] * 10, shift="paraphrase")],
+    )
+    write(
+        root,
+        "test2015",
+        annotations=[annotation(7, 1, "2", ["2"] * 10), annotation(8, 2, "yes", ["yes"] * 10)],
+    )
+    adapter = VqaAdapter(root, min_answer_count=1)
+    assert adapter.splits() == ["train", "val", "test", "test-dev", "test_shifted"]
+    (record,) = adapter.records("test_shifted")
+    assert record.image == "test_shifted/COCO_test_shifted_000000000003.jpg"
+    assert record.meta["shift"] == "paraphrase" and record.meta["targets"] == {}
+    assert "mauve" not in adapter.answer_vocab()  # the vocabulary is train + val only
+    assert [r.meta["multiple_choice_answer"] for r in adapter.records("test")] == ["2", "yes"]
+    assert len(adapter.input_files("test")) == 2 and len(adapter.input_files("test-dev")) == 1
+
+
+def test_two_subtypes_giving_one_split_is_an_error(root):
+    write(root, "test", [question(12, 4, "Why?")])
+    with pytest.raises(
+        ValueError,
+        match=r"test_questions\.json and .*test2015_questions\.json "
+        r"both give split 'test'",
+    ):
+        VqaAdapter(root)
