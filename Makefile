@@ -49,9 +49,9 @@ train: $(STAMP)
 	$(call require,train/run.py)
 	$(PY) -m train.run --cache $(CACHE)
 
+# The whole pipeline on embedded synthetic data (shards/demo/report.md and report.png).
 demo: $(STAMP)
-	$(call require,extract/demo.py)
-	$(OFFLINE) $(PY) -m extract.demo
+	$(OFFLINE) $(PY) -m train.demo
 
 bench: $(STAMP)
 	$(call require,benchmarks/run_all.py)

@@ -39,7 +39,10 @@ def headline(scores: dict[str, dict[str, dict]]) -> str:
 
 def comparison_table(runs: dict[str, dict]) -> tuple[str, str, list[str]]:
     metric = headline(next(iter(runs.values())))
-    splits = list(dict.fromkeys(split for scores in runs.values() for split in scores))
+    found = dict.fromkeys(split for scores in runs.values() for split in scores)
+    splits = sorted(
+        found, key=lambda split: (split not in ("val", "dev"), split)
+    )  # validation first
     lines = ["| method | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     for name, scores in runs.items():
         cells = []

@@ -4,7 +4,7 @@
   ``scale * cos(image, candidate)``, taken at the gold candidate (averaged over a sample's groups).
 - ``knn`` (unaligned teachers, the offline default): the fraction of the k nearest *other*
   training samples, in the teachers' joint feature space, that share the sample's label (the
-  stratum: class, answer label or VQA answer type). An exact FAISS inner-product index over the
+  class, the gold choice, or VQA's top answer). An exact FAISS inner-product index over the
   training subset; features are the centred, L2-normalised image and gold-text embeddings.
 - ``none``: 1 for every sample.
 """
@@ -33,6 +33,14 @@ def resolve_confidence(requested: str, cache: CacheReader, task: TaskSpec) -> st
             f"{cache.cache_dir} has none (its teachers share no space). Use --confidence knn"
         )
     return requested
+
+
+def knn_label(task: TaskSpec, meta: dict) -> str:
+    """The label neighbours must share: the class, the gold choice, or VQA's top answer."""
+    if task.kind == "soft_score":
+        targets = meta.get("targets") or {}
+        return max(targets, key=lambda index: (targets[index], index)) if targets else "none"
+    return str(meta.get(task.groups[0].label_key))
 
 
 def zero_shot_weights(samples: list[dict], task: TaskSpec, gold: list[list[int]]) -> np.ndarray:

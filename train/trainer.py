@@ -23,7 +23,6 @@ from train.data import (
     low_shot_keys,
     matches,
     read_metas,
-    stratum,
     train_loader,
 )
 from train.evaluation import predict, score, to_device
@@ -145,7 +144,9 @@ class Trainer:
         else:
             means = {name: self.cache.shared(f"mean_{name}") for name in ("img_emb", "txt_emb")}
             features = conf.joint_features(samples, gold, means)
-            weights = conf.knn_weights(features, [stratum(self.task, metas[k]) for k in keys])
+            weights = conf.knn_weights(
+                features, [conf.knn_label(self.task, metas[k]) for k in keys]
+            )
         return dict(zip(keys, weights.tolist(), strict=True))
 
     def means(self) -> dict[str, torch.Tensor]:
