@@ -4,6 +4,7 @@ train none / naive / mad / mad on the control, compare."""
 import pytest
 from click.testing import CliRunner
 
+from extract.store import verify_cache
 from train.demo import main as demo
 
 
@@ -30,5 +31,8 @@ def test_small_demo_end_to_end(tmp_path):
         "## Per question type" in report and "| colour |" in report.split("## Per question type")[1]
     )
     assert (tmp_path / "demo" / "report.png").is_file()
+    for cache in ("vqa-real", "vqa-random"):  # the synthetic data extracts to valid caches
+        report = verify_cache(tmp_path / "demo" / cache)
+        assert report.ok, report.problems
     again = CliRunner().invoke(demo, args)  # everything reused
     assert again.exit_code == 0 and again.output.count("reusing") == 4
