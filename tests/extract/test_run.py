@@ -289,3 +289,42 @@ def test_tiny_open_clip_then_verify_and_search(tmp_path, dataset):
     assert found.exit_code == 0, found.output
     assert "texts nearest" in found.output and "images nearest" in found.output  # shared space
     assert text in found.output.splitlines()[1]
+
+
+@pytest.mark.parametrize("task", ["vcr", "snli_ve", "vqa"])
+def test_synthetic_data_extracts_and_verifies(tmp_path, task):
+    from extract.datasets.synthetic import GeneratorConfig, generate
+
+    generate(GeneratorConfig(train=8, val=4, test=4, test_shifted=4), tmp_path / "data")
+    teacher, _ = write_tiny_clip(tmp_path)
+    out = tmp_path / "cache"
+    args = [
+        "--dataset",
+        "synthetic",
+        "--dataset-option",
+        f"task={task}",
+        "--root",
+        str(tmp_path / "data"),
+    ]
+    result = run(
+        [
+            *args,
+            "--out",
+            str(out),
+            "--teachers",
+            teacher,
+            *FAST,
+            "--max-text-length",
+            "16",
+            "--no-index",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    report = verify_cache(out)
+    assert report.ok, report.problems
+    assert set(CacheReader(out).splits) == {
+        "train",
+        "val" if task != "snli_ve" else "dev",
+        "test",
+        "test_shifted",
+    }
