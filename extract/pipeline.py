@@ -61,13 +61,21 @@ def extract_split(
     means: FieldMeans | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Timing:
-    """Encode and write ``records[writer.resume_position:]``; earlier ones are never decoded."""
+    """Encode and write ``records[writer.resume_position:]``.
+
+    Finished shards are not decoded again, except the few records before the resume position
+    that share its batch: batches start at multiples of the batch size in the whole split, so a
+    resumed run encodes exactly the batches an uninterrupted one does (kernels may pick other
+    algorithms for other batch shapes, which would change the bytes). Those records are encoded
+    and not written.
+    """
     start = writer.resume_position
+    first = start - start % options.batch_size
     keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records[start:], start, keys)
+    dataset = RecordImages(adapter, records[first:], first, keys)
     loader = DataLoader(
         dataset,
-        batch_sampler=aligned_batches(start, len(records), options.batch_size),
+        batch_sampler=aligned_batches(first, len(records), options.batch_size),
         num_workers=options.workers,
         collate_fn=collate,
     )
@@ -79,7 +87,7 @@ def extract_split(
             now = time.perf_counter()
             timing.read_s += now - ticks
             good = [item for item in items if item.error is None]
-            failed = [item for item in items if item.error is not None]
+            failed = [item for item in items if item.error is not None and item.position >= start]
             if failed and options.on_error == "fail":
                 raise ValueError(
                     f"{failed[0].record.key}: {failed[0].error}; fix or remove the file, or run "
@@ -89,11 +97,12 @@ def extract_split(
             timing.encode_s += time.perf_counter() - now
             if pending is not None:
                 timing.write_s += pending.result()
-            pending = pool.submit(write_batch, writer, plan, items, arrays, means)
-            timing.samples += len(good)
+            pending = pool.submit(write_batch, writer, plan, items, arrays, means, start)
+            new = [item for item in items if item.position >= start]
+            timing.samples += len(new) - len(failed)
             timing.skipped += len(failed)
             if on_progress is not None:
-                on_progress(len(items))
+                on_progress(len(new))
             ticks = time.perf_counter()
         if pending is not None:
             timing.write_s += pending.result()
@@ -110,12 +119,22 @@ def aligned_batches(start: int, stop: int, size: int) -> list[list[int]]:
 
 
 def write_batch(
-    writer: SplitWriter, plan: Plan, items: list[Item], arrays: list[dict], means: FieldMeans | None
+    writer: SplitWriter,
+    plan: Plan,
+    items: list[Item],
+    arrays: list[dict],
+    means: FieldMeans | None,
+    start: int = 0,
 ) -> float:
-    """Write a batch in input order (skipped items in their place); returns the seconds spent."""
+    """Write a batch in input order (skipped items in their place), leaving out the items before
+    ``start`` (already in finished shards); returns the seconds spent."""
     started = time.perf_counter()
     produced = iter(arrays)
     for item in items:
+        if item.position < start:
+            if item.error is None:
+                next(produced)
+            continue
         if item.error is not None:
             log.warning("skipping %s: %s", item.record.key, item.error)
             writer.skip(item.record.key, item.error, item.position)

@@ -27,10 +27,15 @@ def resolve_confidence(requested: str, cache: CacheReader, task: TaskSpec) -> st
     has_scores = "zeroshot" in cache.fields and task.kind == "multiple_choice"
     if requested == "auto":
         return "zeroshot" if has_scores else "knn"
+    if requested == "zeroshot" and "zeroshot" not in cache.fields:
+        raise ValueError(
+            f"--confidence zeroshot needs zero-shot scores; {cache.cache_dir} has none (its "
+            "teachers share no space). Use --confidence knn"
+        )
     if requested == "zeroshot" and not has_scores:
         raise ValueError(
-            f"--confidence zeroshot needs a multiple-choice cache with zero-shot scores; "
-            f"{cache.cache_dir} has none (its teachers share no space). Use --confidence knn"
+            f"--confidence zeroshot needs candidates to choose among; the {task.name} task has "
+            "one text per sample. Use --confidence knn"
         )
     return requested
 

@@ -60,8 +60,9 @@ def low_shot_keys(
         by_stratum[stratum(task, meta)].append(key)
     total = len(metas)
     wanted = count if count is not None else max(1, round(total * fraction))
-    if wanted > total:
-        raise ValueError(f"--train-count {wanted} is more than the {total} training samples")
+    if wanted > total or (fraction is not None and not 0 < fraction <= 1):
+        flag = f"--train-count {count}" if count is not None else f"--train-fraction {fraction}"
+        raise ValueError(f"{flag} asks for more than the {total} training samples")
     quotas = {name: wanted * len(keys) / total for name, keys in by_stratum.items()}
     taken = {name: max(1, math.floor(q)) for name, q in quotas.items()}
     spare = sorted(quotas, key=lambda name: (taken[name] - quotas[name], name))

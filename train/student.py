@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SIZES = {
@@ -59,17 +60,27 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor, want_attention: bool = False):
         h = self.norm1(x)
-        attended, weights = self.attention(
-            h,
-            h,
-            h,
-            key_padding_mask=padding,
-            need_weights=want_attention,
-            average_attn_weights=True,
-        )
+        attended, _ = self.attention(h, h, h, key_padding_mask=padding, need_weights=False)
+        weights = self.cls_attention(h, padding) if want_attention else None
         x = x + self.dropout(attended)
         x = x + self.dropout(self.mlp(self.norm2(x)))
         return x, weights
+
+    @torch.no_grad()
+    def cls_attention(self, h: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """The [CLS] query's attention over all keys, mean over heads, without attention dropout
+        (in training nn.MultiheadAttention returns dropped-out, hence noisy, weights)."""
+        attention = self.attention
+        width, heads = h.shape[-1], attention.num_heads
+        w, b = attention.in_proj_weight, attention.in_proj_bias
+        query = F.linear(h[:, :1], w[:width], b[:width])  # [N, 1, W]
+        keys = F.linear(h, w[width : 2 * width], b[width : 2 * width])  # [N, S, W]
+        count, length = keys.shape[:2]
+        query = query.reshape(count, 1, heads, -1).transpose(1, 2)  # [N, H, 1, d]
+        keys = keys.reshape(count, length, heads, -1).transpose(1, 2)  # [N, H, S, d]
+        scores = (query @ keys.transpose(-1, -2)) / query.shape[-1] ** 0.5  # [N, H, 1, S]
+        scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
+        return scores.softmax(-1).mean(1)[:, 0]  # [N, S]
 
 
 class Student(nn.Module):
@@ -118,7 +129,7 @@ class Student(nn.Module):
         for number, block in enumerate(self.blocks):
             x, weights = block(x, padding, want_attention=number == len(self.blocks) - 1)
         x = self.norm(x)
-        cls_attention = weights[:, 0, 1:]  # [N, T + L]
+        cls_attention = weights[:, 1:]  # [N, T + L]: [CLS] itself dropped
         return StudentOutput(
             x[:, 0], x[:, 1 : 1 + tokens], x[:, 1 + tokens :], text_mask, cls_attention
         )

@@ -118,8 +118,8 @@ class Trainer:
             return "targets" in meta
         return meta.get(self.task.groups[0].label_key) is not None
 
-    def eval_keys(self, split: str) -> list[str]:
-        return [k for k, m in read_metas(self.cache, split) if matches(m, self.config.eval_where)]
+    def eval_keys(self, split: str, where: list[tuple[str, str]]) -> list[str]:
+        return [k for k, m in read_metas(self.cache, split) if matches(m, where)]
 
     def instance_weights(self, keys: list[str], metas: dict[str, dict]) -> dict[str, float]:
         if self.config.distill.mode != "mad" or self.confidence == "none":
@@ -177,6 +177,8 @@ class Trainer:
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         batches = math.ceil(len(keys) / config.batch_size)
+        if full and config.workers > 1:  # each streaming worker ends with its own partial batch
+            batches += config.workers - 1
         total = max(1, math.ceil(batches / config.accumulate) * config.epochs)
         warmup = int(config.warmup * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -186,6 +188,8 @@ class Trainer:
         if config.resume and (self.out / "last.pt").is_file():
             state = self.load_last(model, optimizer, scheduler)
             log.info("resuming after epoch %d", state["epoch"])
+        else:
+            (self.out / "best.pt").unlink(missing_ok=True)  # never report an older run's model
         keep_log_until(self.out / "metrics.jsonl", state["epoch"])
         with open(self.out / "metrics.jsonl", "a") as metrics_log:
             for epoch in range(state["epoch"], config.epochs):
@@ -231,16 +235,16 @@ class Trainer:
         """Score the validation split; keep the best model (selection never sees a test split)."""
         if self.val_split is None:
             return
-        entry["val"] = score(
-            self.task, predict(model, self.loader(self.val_split, collate), self.device)
-        )
+        # model selection sees the training domain only (--train-where), never the shifted one
+        loader = self.loader(self.val_split, collate, self.config.train_where)
+        entry["val"] = score(self.task, predict(model, loader, self.device))
         value = entry["val"]["score"]
         if value is not None and (state["best"] is None or value > state["best"]):
             state.update(best=value, best_epoch=entry["epoch"])
             save_atomic({"model": model.export_state()}, self.out / "best.pt")
 
-    def loader(self, split: str, collate: Collate):
-        keys = self.eval_keys(split)
+    def loader(self, split: str, collate: Collate, where: list[tuple[str, str]]):
+        keys = self.eval_keys(split, where)
         return eval_loader(
             self.config.cache,
             split,
@@ -280,18 +284,15 @@ class Trainer:
     ) -> dict:
         """One pass over the training data; logs every optimiser step through ``log_step``."""
         model.train()
-        config, totals, seen = self.config, dict.fromkeys(LOSS_TERMS, 0.0), 0
+        config, totals, seen, pending = self.config, dict.fromkeys(LOSS_TERMS, 0.0), 0, False
         optimizer.zero_grad(set_to_none=True)
         for step, batch in enumerate(loader):
             batch = to_device(batch, self.device)
             loss, parts = self.batch_loss(model, batch, means, weights)
             (loss / config.accumulate).backward()
-            if (step + 1) % config.accumulate == 0 or step + 1 == batches:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                log_step({"step": scheduler.last_epoch, **parts, "lr": scheduler.get_last_lr()[0]})
+            pending = (step + 1) % config.accumulate != 0
+            if not pending:
+                self.optimizer_step(model, optimizer, scheduler, parts, log_step)
             count = len(batch["keys"])
             seen += count
             for name in LOSS_TERMS:
@@ -299,13 +300,23 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
+        if seen and pending:  # the last, incomplete accumulation still counts
+            self.optimizer_step(model, optimizer, scheduler, parts, log_step)
         if bar is not None:
             bar.close()
         return {name: value / max(seen, 1) for name, value in totals.items()}
 
+    def optimizer_step(self, model, optimizer, scheduler, parts: dict, log_step) -> None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        log_step({"step": scheduler.last_epoch, **parts, "lr": scheduler.get_last_lr()[0]})
+
     # ---- checkpoints ------------------------------------------------------------------------
     def save_last(self, model, optimizer, scheduler, state: dict) -> None:
         rng = {
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "torch": torch.get_rng_state(),
             "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -332,20 +343,22 @@ class Trainer:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
+        if checkpoint["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         np.random.set_state(checkpoint["rng"]["numpy"])
         random.setstate(checkpoint["rng"]["python"])
         return checkpoint["state"]
 
     # ---- results ----------------------------------------------------------------------------
     def final_results(self, model, collate, keys, metas, weights, state) -> dict:
-        if (self.out / "best.pt").is_file():
+        if state["best_epoch"] is not None and (self.out / "best.pt").is_file():
             best = torch.load(self.out / "best.pt", map_location=self.device, weights_only=True)[
                 "model"
             ]
             model.load_state_dict(best, strict=False)
         splits = {}
         for split in self.eval_splits:
-            rows = predict(model, self.loader(split, collate), self.device)
+            rows = predict(model, self.loader(split, collate, self.config.eval_where), self.device)
             splits[split] = score(self.task, rows)
             write_predictions(self.out, split, self.task, rows)
         return {

@@ -162,8 +162,8 @@ class SplitWriter:
             raise ValueError(f"sample {key!r}: missing fields {missing}, undeclared fields {extra}")
         encoded = {name: encode(spec, arrays[name], key) for name, spec in fields.items()}
         if not self.allow_nonfinite:
-            for name, (values, _) in encoded.items():
-                if nonfinite(values):
+            for name, (values, scale) in encoded.items():
+                if nonfinite(values) or (scale is not None and nonfinite(scale)):
                     raise ValueError(
                         f"sample {key!r}, field {name!r}: NaN or infinite values (after conversion "
                         f"to {fields[name].storage}); check the producer, or use fp32 storage if "
