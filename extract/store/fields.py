@@ -140,7 +140,8 @@ def _encode_float(
     peak = np.abs(values).max(axis=-1)
     scale = (peak / INT8_MAX).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0)[..., None]
-    quantised = np.clip(np.rint(values / safe), -INT8_MAX, INT8_MAX).astype(np.int8)
+    with np.errstate(invalid="ignore"):  # NaN / inf end up in the scale, which the writer rejects
+        quantised = np.clip(np.rint(values / safe), -INT8_MAX, INT8_MAX).astype(np.int8)
     return np.ascontiguousarray(quantised), np.ascontiguousarray(scale)
 
 
