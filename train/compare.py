@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from extract.store.atomic import write_bytes_atomic, write_json_atomic
-from train.report import METRICS
+from train.report import METRICS, save_figure
 
 
 def load_scores(run_dir: Path) -> dict[str, dict[str, dict]]:
@@ -69,11 +69,7 @@ def plot(path: Path, runs: dict[str, dict], metric: str, splits: list[str]) -> N
     axes.set_xticks(np.arange(len(splits)), splits)
     axes.set(ylabel=f"{metric} (%)", title=f"{metric}: mean +- std over seeds")
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    tmp.replace(path)
+    save_figure(figure, path)
 
 
 def compare(out: Path, named_dirs: dict[str, Path]) -> str:

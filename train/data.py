@@ -112,12 +112,7 @@ class Collate:
         }
         labels = [[self.label(s["meta"], g) for g in self.task.groups] for s in samples]
         batch["labels"] = torch.tensor(labels)  # [B, G]; -1 where the label is hidden (test)
-        starts = torch.tensor([g.start for g in self.task.groups])
-        gold = (
-            starts + batch["labels"].clamp(min=0)
-            if self.task.kind == "multiple_choice"
-            else starts.expand(len(samples), -1)
-        )
+        gold = torch.tensor([self.gold(s["meta"]) for s in samples])
         batch["gold"] = gold  # [B, G] candidate index of each group's gold text
         if self.task.kind == "soft_score":
             batch["soft"] = torch.stack([self.task.soft_targets(s["meta"]) for s in samples])
@@ -129,6 +124,12 @@ class Collate:
         if "zeroshot" in samples[0]:
             batch["zeroshot"] = stack(samples, "zeroshot").float()
         return batch
+
+    def gold(self, meta: dict) -> list[int]:
+        """Each group's gold candidate (absolute index); its first one where labels are hidden."""
+        if self.task.kind != "multiple_choice":
+            return [group.start for group in self.task.groups]
+        return [group.start + max(self.label(meta, group), 0) for group in self.task.groups]
 
     def label(self, meta: dict, group) -> int:
         if self.task.kind == "soft_score":

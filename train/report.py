@@ -103,6 +103,13 @@ def plot_curves(path: Path, history: list[dict]) -> None:
             epochs, [np.nan if v is None else v for v in values], marker="o", color="tab:green"
         )
     scores.set(xlabel="epoch", ylabel="score (%)", title="validation")
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: Path) -> None:
+    """Lay out, write atomically (a temporary name, then rename) and close a figure."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     figure.savefig(tmp, dpi=100)

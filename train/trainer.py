@@ -130,15 +130,7 @@ class Trainer:
         )
         samples = [reader[key] for key in keys]
         collate = Collate(self.task, self.visual)
-        gold = [
-            [
-                collate.label(s["meta"], g) + g.start
-                if self.task.kind == "multiple_choice"
-                else g.start
-                for g in self.task.groups
-            ]
-            for s in samples
-        ]
+        gold = [collate.gold(s["meta"]) for s in samples]
         if self.confidence == "zeroshot":
             weights = conf.zero_shot_weights(samples, self.task, gold)
         else:
