@@ -123,6 +123,16 @@ class SplitReader:
             reader.close()
             del self._readers[number]
 
+    def iter_rows(self, number: int, rows: Iterable[int]) -> Iterator[Sample]:
+        """Only the given rows of one shard (the others are neither read nor decoded)."""
+        reader = self.shard_reader(number)
+        try:
+            for row in rows:
+                yield self._decode(*reader.read(row, self.wanted))
+        finally:
+            reader.close()
+            del self._readers[number]
+
     def __iter__(self) -> Iterator[Sample]:
         for number in range(len(self.shards)):
             yield from self.iter_shard(number)

@@ -90,10 +90,11 @@ class StreamingDataset(IterableDataset):
             if every == 1:
                 yield from split.iter_shard(shard)
                 continue
-            for sample in split.iter_shard(shard):
-                if seen % every == offset:
-                    yield sample
-                seen += 1
+            count = split.shards[shard].count
+            yield from split.iter_rows(
+                shard, [r for r in range(count) if (seen + r) % every == offset]
+            )
+            seen += count
 
 
 def shuffle_buffer(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:
