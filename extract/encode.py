@@ -58,13 +58,18 @@ def encode_batch(
             out["student_grid"] = student["grid"][where]
         if "regions" in plan.fields:
             out.update(region_features(image["grid"], items, plan.options.max_regions))
-    arrays = {
-        name: value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
-        for name, value in out.items()
-    }
+    arrays = {name: to_numpy(value, plan.fields[name].storage) for name, value in out.items()}
     arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
     arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
     return [{name: value[i] for name, value in arrays.items()} for i in range(count)]
+
+
+def to_numpy(value: torch.Tensor, storage: str) -> np.ndarray:
+    """A batch of one field as numpy. fp16 fields are rounded here, in one vectorised cast of the
+    whole batch (the same round-to-nearest-even as the store's), instead of per sample in numpy."""
+    if not value.is_floating_point():
+        return value.cpu().numpy()
+    return (value.half() if storage == "fp16" else value.float()).cpu().numpy()
 
 
 def distinct_images(items: list[Item]) -> tuple[list[Item], torch.Tensor]:

@@ -104,7 +104,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory) -> ExtractR
         return ExtractResult(manifest, True, manifest.timing)
     for encoder in plan.encoders:
         encoder.to(config.loop.device)
-    timing = {"splits": {}}
+    timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
     total = Timing()
     means = FieldMeans(list(plan.fields))
     for split in splits:
@@ -132,7 +132,8 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory) -> ExtractR
     )
     runtime = {
         "batch_size": config.loop.batch_size,
-        "workers": config.loop.workers,
+        "workers": config.loop.decoders(),
+        "overlapped_writes": not config.loop.teachers_on_cpu,
         "device": str(config.loop.device),
         "on_error": config.loop.on_error,
         "torch": torch.__version__,

@@ -41,6 +41,7 @@ class RecordImages(Dataset):
     def __init__(self, adapter, records: list[Record], first_position: int, keys: list[ImageKey]):
         self.adapter, self.records = adapter, records
         self.first_position, self.keys = first_position, sorted(set(keys))
+        self._last: Item | None = None  # the previous item, whose image the next may share
 
     def __len__(self) -> int:
         return len(self.records)
@@ -48,6 +49,16 @@ class RecordImages(Dataset):
     def __getitem__(self, index: int) -> Item:
         record = self.records[index]
         position = self.first_position + index
+        last = self._last
+        if last is not None and last.error is None and last.record.image == record.image:
+            # VQA and SNLI-VE list several questions of one image together: decode it once
+            item = Item(position, record, last.images, last.original_size)
+        else:
+            item = self._read(position, record)
+        self._last = item
+        return item
+
+    def _read(self, position: int, record: Record) -> Item:
         try:
             image = Image.open(io.BytesIO(self.adapter.read_image_bytes(record)))
             original = image.size  # boxes are in these pixels; draft() below may shrink .size

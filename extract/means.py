@@ -38,7 +38,7 @@ class FieldMeans:
 
     @staticmethod
     def _valid_rows(name: str, sample: dict[str, np.ndarray]) -> np.ndarray:
-        values = np.asarray(sample[name], dtype=np.float64)
+        values = np.asarray(sample[name])  # summed in float64 by add(), without a float64 copy
         counter = MEAN_FIELDS[name]
         if counter == "token_len":  # [C, L, D]: only real tokens of each candidate
             lengths = np.asarray(sample["token_len"]).reshape(-1).astype(int)

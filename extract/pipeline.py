@@ -1,12 +1,15 @@
 """The extraction loop of one split: read (DataLoader workers) -> encode -> write (a thread).
 
 Each stage is timed. The writer thread overlaps the next batch's encoding; at most one batch
-waits for it, so memory stays bounded.
+waits for it, so memory stays bounded. When the teachers run on the CPU, decoding workers and the
+writer thread would take cores from them (a measured 14% loss on 2 cores, BENCHMARKS.md), so by
+default the loop then runs its stages one after another in the main process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,9 +32,39 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoopOptions:
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None  # image decoders; None: 0 on CPU, else min(4, CPUs)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     on_error: str = "skip"  # or "fail"
+
+    @property
+    def teachers_on_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
+    def decoders(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return 0 if self.teachers_on_cpu else min(4, os.cpu_count() or 1)
+
+
+class InlinePool:
+    """The writer "thread" of a CPU run: each write runs at once, in the caller's thread."""
+
+    def __enter__(self) -> InlinePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
+
+
+def writer_pool(options: LoopOptions):
+    if options.teachers_on_cpu:
+        return InlinePool()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
 
 
 @dataclass
@@ -76,12 +109,12 @@ def extract_split(
     loader = DataLoader(
         dataset,
         batch_sampler=aligned_batches(first, len(records), options.batch_size),
-        num_workers=options.workers,
+        num_workers=options.decoders(),
         collate_fn=collate,
     )
     timing = Timing()
     pending: Future | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as pool:
+    with writer_pool(options) as pool:
         ticks = time.perf_counter()
         for items in loader:
             now = time.perf_counter()
@@ -156,7 +189,9 @@ def sample_meta(item: Item, plan: Plan) -> dict:
 
 
 def decoded(plan: Plan, stored: dict) -> dict[str, np.ndarray]:
-    """The values as a reader will see them (after the storage cast), for exact means."""
+    """The values as a reader will see them, for exact means: int8 dequantised, the others as
+    stored (the means sum them in float64, where float16 and float32 values are exact)."""
     return {
-        name: decode(spec, *stored[name], as_float32=True) for name, spec in plan.fields.items()
+        name: decode(spec, *stored[name], as_float32=True) if spec.has_scale else stored[name][0]
+        for name, spec in plan.fields.items()
     }

@@ -148,7 +148,11 @@ def summary(result: ExtractResult, out: Path) -> str:
 )
 @click.option("--batch-size", default=32, help="Samples per teacher batch.")
 @click.option(
-    "--workers", default=min(4, os.cpu_count() or 1), help="DataLoader workers decoding images."
+    "--workers",
+    type=int,
+    default=None,
+    help="DataLoader workers decoding images [default: 0 when the teachers run on the CPU, "
+    "where they would take its cores; else min(4, CPUs)].",
 )
 @click.option(
     "--device",

@@ -46,7 +46,7 @@ class DemoConfig:
     max_text_length: int = 16
     distill_options: list[str] = field(default_factory=lambda: ["--topk", "0.5", "--lambda", "1.0"])
     generator_options: list[str] = field(default_factory=list)
-    workers: int = 2  # extraction's image decoders
+    workers: int | None = None  # extraction's image decoders (None: its default)
 
 
 def run(command: list[str]) -> None:
@@ -83,8 +83,7 @@ def extract(config: DemoConfig, teachers: str) -> Path:
             config.student_input,
             "--max-text-length",
             str(config.max_text_length),
-            "--workers",
-            str(config.workers),
+            *([] if config.workers is None else ["--workers", str(config.workers)]),
         )
     )
     return cache

@@ -131,6 +131,8 @@ def encode(
 def _encode_float(
     spec: FieldSpec, array: np.ndarray, key: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    if spec.storage == "fp16" and array.dtype == np.float16:
+        return np.ascontiguousarray(array), None  # rounded to fp16 by the producer already
     values = np.asarray(array, dtype=np.float32)
     if spec.storage == "fp32":
         return np.ascontiguousarray(values), None

@@ -1,0 +1,183 @@
+"""What every benchmark script shares: its work folder, the synthetic data, extractions, the
+machine's description, and recording a figure into ``benchmarks/results.json``.
+
+Each figure is a ratio of two measurements taken in the same run, so that the noise of a shared
+machine cancels out as far as it can; absolute times are kept only as details.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from extract.store.atomic import write_json_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results.json"
+WORK = ROOT / "shards" / "bench"  # caches and data (git-ignored); reused by later runs
+DATA = WORK / "data"
+DATA_IMAGES = 1024  # training images of the synthetic data (2 VQA questions each)
+
+# key -> (comparison, threshold); keys without a target are reported only
+TARGETS: dict[str, tuple[str, float]] = {
+    "extract_efficiency": (">=", 0.85),
+    "cache_speedup": (">=", 3.0),
+    "loader_headroom": (">=", 10.0),
+    "reader_memory_growth": ("<=", 1.2),
+    "int8_bytes_ratio": ("<=", 0.55),
+    "int8_cosine_error": ("<=", 0.002),
+    "int8_accuracy_delta": (">=", -0.5),
+    "faiss_recall_at_10": (">=", 0.95),
+    "extract_scaling": ("<=", 4.4),
+}
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline teachers never need the hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no GPU here; use --device cpu")
+    return torch.device(name)
+
+
+def machine(device: torch.device) -> str:
+    """One line naming the hardware the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    else:
+        text += ", no GPU"
+    return text
+
+
+def met(key: str, value: Any) -> bool | None:
+    """Whether ``value`` meets the key's target (every entry, for per-size figures)."""
+    if key not in TARGETS:
+        return None
+    comparison, threshold = TARGETS[key]
+    values = list(value.values()) if isinstance(value, dict) else [value]
+    if comparison == ">=":
+        return all(v >= threshold for v in values)
+    return all(v <= threshold for v in values)
+
+
+def target_text(key: str) -> str:
+    if key not in TARGETS:
+        return "reported"
+    comparison, threshold = TARGETS[key]
+    return f"{comparison} {threshold:g}"
+
+
+def record(key: str, value: Any, command: str, device: torch.device, details: dict) -> dict:
+    """Merge one figure into ``results.json`` (atomically) and print it."""
+    entry = {
+        "value": value,
+        "target": target_text(key),
+        "met": met(key, value),
+        "command": command,
+        "machine": machine(device),
+        "date": date.today().isoformat(),
+        "details": details,
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[key] = entry
+    write_json_atomic(RESULTS, dict(sorted(results.items())))
+    verdict = {True: "target met", False: "TARGET MISSED", None: "reported"}[entry["met"]]
+    print(f"{key} = {value} ({entry['target']}: {verdict})", flush=True)
+    return entry
+
+
+def synthetic_data(images: int = DATA_IMAGES) -> Path:
+    """The embedded synthetic datasets (64 px scenes), generated once; returns the VQA root."""
+    from extract.datasets.synthetic import GeneratorConfig, generate
+
+    small = max(64, images // 8)
+    config = GeneratorConfig(train=images, val=small, test=small, test_shifted=small)
+    out = DATA / f"train{images}"
+    generate(config, out)
+    return out / "vqa"
+
+
+class Quiet:
+    """A progress bar that shows nothing (the scripts print their own lines)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Extraction:
+    """One extraction of the synthetic VQA data with the demo's settings."""
+
+    name: str
+    teachers: str = "effnet-lite0,minilm"
+    limit: int | None = None
+    splits: tuple[str, ...] = ("train",)
+    storage: str = "fp16"
+    student_input: str = "pixels:16@64"
+    max_text_length: int = 16
+    build_indices: bool = True
+
+    def config(self, device: torch.device, out: Path | None = None):
+        from extract.extraction import ExtractConfig
+        from extract.pipeline import LoopOptions
+        from extract.plan import PlanOptions
+
+        return ExtractConfig(
+            dataset="vqa",
+            root=synthetic_data(),
+            out=out or WORK / self.name,
+            splits=list(self.splits),
+            plan=PlanOptions(
+                teachers=self.teachers,
+                student_input=self.student_input,
+                storage=self.storage,
+                max_text_length=self.max_text_length,
+            ),
+            limit=self.limit,
+            loop=LoopOptions(device=device),
+            build_indices=self.build_indices,
+        )
+
+    def run(self, device: torch.device, out: Path | None = None):
+        """Extract (a no-op when the cache is already there); returns the ExtractResult."""
+        from extract.extraction import run_extraction
+
+        started = time.perf_counter()
+        result = run_extraction(self.config(device, out), Quiet)
+        if not result.cache_hit:
+            print(f"  extracted {self.name} in {time.perf_counter() - started:.1f} s", flush=True)
+        return result
+
+
+def per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")

@@ -1,0 +1,129 @@
+"""``python -m benchmarks.extraction``: ``extract_efficiency`` and ``extract_scaling``.
+
+* ``extract_efficiency``: samples/s of a whole extraction (read, decode, encode, write, means,
+  indices, manifest; loading the teachers excluded) over the samples/s of the teachers' forward
+  passes alone on the same inputs, already decoded, resized and tokenized, in the same batches.
+* ``extract_scaling``: the time of an extraction of 4x the samples over that of 1x.
+
+Data: the synthetic VQA training split (64 px images, two questions per image) with the default
+teachers (EfficientNet-Lite0 at 224 px, MiniLM) and the demo's student input and text length.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import click
+import torch
+
+from benchmarks.common import WORK, Extraction, per_second, pick_device, record, synthetic_data
+
+COMMAND = "python -m benchmarks.extraction"
+
+
+def forward_batches(setup: Extraction, count: int, batch_size: int):
+    """The plan's teachers and the inputs of the extraction's batches, prepared beforehand."""
+    from extract.datasets import open_dataset
+    from extract.encode import distinct_images
+    from extract.loader import RecordImages, image_key
+    from extract.plan import make_plan
+
+    config = setup.config(torch.device("cpu"))
+    adapter = open_dataset("vqa", synthetic_data())
+    records = list(adapter.records("train"))[:count]
+    plan = make_plan(config.plan, adapter.num_texts, has_boxes=False)
+    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
+    dataset = RecordImages(adapter, records, 0, keys)
+    items = [dataset[i] for i in range(len(dataset))]
+    batches = []
+    for start in range(0, len(items), batch_size):
+        distinct, _ = distinct_images(items[start : start + batch_size])
+        images = torch.stack([item.images[image_key(plan.image.preprocess)] for item in distinct])
+        texts = [text for item in items[start : start + batch_size] for text in item.record.texts]
+        batches.append((images, *plan.text.tokenize(texts)))
+    return plan, batches
+
+
+def time_forward(plan, batches, device: torch.device) -> float:
+    """Seconds of the teachers' forward passes over ``batches`` (inputs already on the device)."""
+    from extract.encode import autocast
+
+    on_device = [tuple(t.to(device) for t in batch) for batch in batches]
+    with torch.inference_mode(), autocast(device):
+        plan.image.encode(on_device[0][0])  # warm-up
+        plan.text.encode(*on_device[0][1:])
+        synchronize(device)
+        started = time.perf_counter()
+        for images, ids, lengths in on_device:
+            plan.image.encode(images)
+            plan.text.encode(ids, lengths)
+        synchronize(device)
+    return time.perf_counter() - started
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_extraction(count: int, device: torch.device) -> dict:
+    """A fresh extraction of ``count`` training samples; its time without loading the teachers."""
+    setup = Extraction(f"scaling-{count}", limit=count)
+    out = WORK / "runs" / setup.name
+    shutil.rmtree(out, ignore_errors=True)
+    result = setup.run(device, out)
+    timing = result.timing
+    seconds = timing["wall_s"] - timing["setup_s"]
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "samples": count,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(per_second(count, seconds), 2),
+        "setup_s": timing["setup_s"],
+        "stages_s": {k: round(v, 3) for k, v in timing["total"].items() if k.endswith("_s")},
+    }
+
+
+@click.command()
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--samples", default=1024, show_default=True, help="Samples of the 4x run.")
+@click.option("--batch-size", default=32, show_default=True, help="The extraction's default.")
+def main(device: str, samples: int, batch_size: int) -> None:
+    """Extraction throughput against the teachers' own, and its growth with the sample count."""
+    torch_device = pick_device(device)
+    plan, batches = forward_batches(Extraction("forward"), samples, batch_size)
+    for encoder in plan.encoders:
+        encoder.to(torch_device)
+    forward_before = time_forward(plan, batches, torch_device)
+    large = time_extraction(samples, torch_device)
+    small = time_extraction(samples // 4, torch_device)
+    forward_after = time_forward(plan, batches, torch_device)
+    forward_s = (forward_before + forward_after) / 2  # the machine may drift during the run
+    forward_rate = per_second(samples, forward_s)
+    command = f"{COMMAND} --device {device}"
+    record(
+        "extract_efficiency",
+        round(large["samples_per_s"] / forward_rate, 3),
+        command,
+        torch_device,
+        {
+            "forward_only_samples_per_s": round(forward_rate, 2),
+            "forward_only_s": [round(forward_before, 3), round(forward_after, 3)],
+            "extraction": large,
+            "batch_size": batch_size,
+            "data": "synthetic VQA train, 64 px images, 2 questions per image",
+            "teachers": "effnet-lite0 (224 px), minilm (16 tokens)",
+        },
+    )
+    record(
+        "extract_scaling",
+        round(large["seconds"] / small["seconds"], 3),
+        command,
+        torch_device,
+        {"1x": small, "4x": large},
+    )
+
+
+if __name__ == "__main__":
+    main()
