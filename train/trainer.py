@@ -151,10 +151,17 @@ class Trainer:
         student = student_config(
             self.cache, self.visual, self.config.student_size, self.config.dropout
         )
-        image_dim = self.cache.fields["img_emb"].shape[-1]
-        text_dim = self.cache.fields["txt_emb"].shape[-1]
+        image_dim, text_dim = (
+            self.target_width("img_grid", "img_emb"),
+            self.target_width("txt_tok", "txt_emb"),
+        )
         distill = self.config.distill.mode != "none"
         return DistilledStudent(student, self.task, image_dim, text_dim, distill).to(self.device)
+
+    def target_width(self, tokens: str, pooled: str) -> int:
+        """Width of the distillation targets: a ViT's token grid is wider than its embedding."""
+        name = tokens if tokens in self.fields else pooled
+        return self.cache.fields[name].shape[-1]
 
     def fit(self, progress: Callable[[int, str], object] | None = None) -> dict:
         """Train, select on validation, evaluate every eval split; returns the results."""

@@ -36,6 +36,19 @@ def test_training_beats_chance_on_an_easy_task(tmp_path, kind, metric, floor):
     assert results["distill_share"]["vis"] > 0 and results["distill_share"]["txt"] > 0
 
 
+@pytest.mark.parametrize("target", ["tokens", "global"])
+def test_a_token_grid_wider_than_the_embedding_is_a_target(tmp_path, target):
+    # open_clip ViT-B/16: grid tokens are 768 wide, the pooled embedding 512
+    cache = build(tmp_path / "cache", grid_width=12)
+    trainer = Trainer(
+        config(cache, tmp_path / "run", epochs=1, distill=DistillConfig(target=target))
+    )
+    heads = trainer.build().distill_heads
+    assert heads.vis.out_features == (12 if target == "tokens" else 8)
+    results = trainer.fit()
+    assert results["distill_share"]["vis"] > 0
+
+
 def test_resume_ends_with_the_same_weights(tmp_path):
     cache = build(tmp_path / "cache")
     Trainer(config(cache, tmp_path / "whole", epochs=3)).fit()

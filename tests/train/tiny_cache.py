@@ -20,7 +20,7 @@ GRID = 4
 WIDTH = 8
 
 
-def fields(num_texts: int, image_tokens: bool = True) -> dict[str, FieldSpec]:
+def fields(num_texts: int, image_tokens: bool = True, grid_width: int = WIDTH) -> dict:
     specs = [
         FieldSpec("pixels", (GRID, 4 * 4 * 3), "uint8"),
         FieldSpec("token_ids", (num_texts, LENGTH), "int32"),
@@ -30,7 +30,7 @@ def fields(num_texts: int, image_tokens: bool = True) -> dict[str, FieldSpec]:
         FieldSpec("txt_tok", (num_texts, LENGTH, WIDTH), "fp32"),
     ]
     if image_tokens:
-        specs.append(FieldSpec("img_grid", (16, WIDTH), "fp32"))  # a 4x4 teacher grid
+        specs.append(FieldSpec("img_grid", (16, grid_width), "fp32"))  # a 4x4 teacher grid
     return {spec.name: spec for spec in specs}
 
 
@@ -40,7 +40,9 @@ def tokens(word: int) -> np.ndarray:
     return row
 
 
-def sample(rng, texts: list[np.ndarray], image_tokens: bool) -> dict[str, np.ndarray]:
+def sample(
+    rng, texts: list[np.ndarray], image_tokens: bool, grid_width: int = WIDTH
+) -> dict[str, np.ndarray]:
     count = len(texts)
     arrays = {
         "pixels": rng.integers(0, 256, (GRID, 48), dtype=np.uint8),
@@ -51,7 +53,7 @@ def sample(rng, texts: list[np.ndarray], image_tokens: bool) -> dict[str, np.nda
         "txt_tok": rng.standard_normal((count, LENGTH, WIDTH)).astype(np.float32),
     }
     if image_tokens:
-        arrays["img_grid"] = rng.standard_normal((16, WIDTH)).astype(np.float32)
+        arrays["img_grid"] = rng.standard_normal((16, grid_width)).astype(np.float32)
     return arrays
 
 
@@ -78,14 +80,19 @@ def task_meta(kind: str) -> dict:
 
 
 def build(
-    out: Path, kind: str = "snli_ve", counts=None, image_tokens: bool = True, seed: int = 0
+    out: Path,
+    kind: str = "snli_ve",
+    counts=None,
+    image_tokens: bool = True,
+    seed: int = 0,
+    grid_width: int = WIDTH,  # a ViT's token grid is wider than its pooled embedding
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
     spec = CacheSpec(
         format="wds",
         dataset={"adapter": kind, "inputs": {}},
-        fields=fields(num_texts, image_tokens),
+        fields=fields(num_texts, image_tokens, grid_width),
         task=task_meta(kind),
         config={"text_vocab_size": VOCAB, "student_input_field": "pixels"},
         limits=ShardLimits(max_count=16),
@@ -99,7 +106,7 @@ def build(
                 if split == "test" and kind != "vqa":
                     meta = {k: v for k, v in meta.items() if not k.endswith("label")}
                 meta["source"] = "lsmdc" if i % 2 else "movieclips"
-                writer.write(f"{split}-{i}", sample(rng, texts, image_tokens), meta)
+                writer.write(f"{split}-{i}", sample(rng, texts, image_tokens, grid_width), meta)
     for name, spec in builder.spec.fields.items():
         if spec.storage == "fp32":
             builder.put_shared(f"mean_{name}", np.zeros(spec.shape[-1], dtype=np.float32))
