@@ -17,6 +17,7 @@ import numpy as np
 from .atomic import finish_atomic, tmp_path
 from .fields import FieldSpec
 from .keys import member_key
+from .npy import load_npy, npy_bytes
 
 Encoded = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
 
@@ -30,12 +31,6 @@ def member_names(fields: dict[str, FieldSpec]) -> list[str]:
             names.append(f"{name}.scale.npy")
     names.append("json")
     return names
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 class TarShardWriter:
@@ -124,11 +119,11 @@ class TarShardReader:
         for row in range(len(self.offsets)):
             yield self.read(row, wanted)
 
-    def _read_span(self, span: tuple[int, int]) -> bytes:
+    def _read_span(self, span: tuple[int, int]) -> bytearray:
         offset, size = span
         self._handle.seek(offset)
-        data = self._handle.read(size)
-        if len(data) != size:
+        data = bytearray(size)  # a bytearray: the arrays loaded from it are writable
+        if self._handle.readinto(data) != size:
             raise ValueError(
                 f"{self.path}: truncated (wanted {size} bytes at offset {offset}); "
                 "run python -m extract.verify and extract again"
@@ -136,7 +131,13 @@ class TarShardReader:
         return data
 
     def _load(self, span: tuple[int, int]) -> np.ndarray:
-        return np.lib.format.read_array(io.BytesIO(self._read_span(span)), allow_pickle=False)
+        try:
+            return load_npy(self._read_span(span))
+        except ValueError as error:
+            raise ValueError(
+                f"{self.path}: the member at offset {span[0]} {error}; "
+                "run python -m extract.verify and extract again"
+            ) from None
 
     def close(self) -> None:
         if self._handle is not None:

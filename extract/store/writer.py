@@ -276,7 +276,7 @@ class CacheBuilder:
     def put_shared(self, name: str, value: np.ndarray | dict | list) -> FileRecord:
         """Store data shared by all samples (e.g. an answer vocabulary) once, in ``shared/``."""
         if isinstance(value, np.ndarray):
-            from .tar_shard import npy_bytes
+            from .npy import npy_bytes
 
             path, data = self.cache_dir / SHARED_DIR / f"{name}.npy", npy_bytes(value)
         else:
