@@ -21,8 +21,9 @@ import torch
 from extract.store.atomic import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results.json"
-WORK = ROOT / "shards" / "bench"  # caches and data (git-ignored); reused by later runs
+# BENCH_RESULTS and BENCH_WORK move them elsewhere (the tests do)
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results.json"))
+WORK = Path(os.environ.get("BENCH_WORK", ROOT / "shards" / "bench"))  # caches, data; reused
 DATA = WORK / "data"
 DATA_IMAGES = 1024  # training images of the synthetic data (2 VQA questions each)
 

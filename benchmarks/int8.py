@@ -1,0 +1,193 @@
+"""``python -m benchmarks.int8``: ``int8_bytes_ratio``, ``int8_cosine_error``,
+``int8_accuracy_delta``.
+
+The demo's VQA data is extracted twice with the demo's settings, ``--storage fp16`` (the default)
+and ``--storage int8`` (one float32 scale per vector), and ``--distill mad`` is trained on each
+with the demo's settings and seeds (``train.demo``'s own training command).
+
+* ``int8_bytes_ratio``: shard bytes per sample, int8 over fp16 (the uint8 pixels and int32 token
+  ids stay as they are in both).
+* ``int8_cosine_error``: mean ``1 - cos`` of the int8 round trip of the teachers' float32 outputs
+  on the first 256 training samples, per stored vector (pooled embeddings, grid cells, real text
+  tokens); the field with the largest mean is the figure. The same after centring by the cache's
+  means (what the trainer compares) is in the details.
+* ``int8_accuracy_delta``: test accuracy (VQA, mean over seeds of the per-seed difference) of the
+  int8 cache minus the fp16 cache, in points.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from benchmarks.common import DATA, WORK, Quiet, pick_device, record
+
+COMMAND = "python -m benchmarks.int8"
+SAMPLES_FOR_COSINE = 256
+
+
+def demo_data() -> Path:
+    """The demo's synthetic data (its default size), generated once."""
+    from extract.datasets.synthetic import GeneratorConfig, generate
+
+    out = DATA / "demo"
+    generate(GeneratorConfig(), out)
+    return out / "vqa"
+
+
+def extract(storage: str, device: torch.device) -> Path:
+    from extract.extraction import ExtractConfig, run_extraction
+    from extract.pipeline import LoopOptions
+    from extract.plan import PlanOptions
+    from train.demo import DemoConfig
+
+    demo = DemoConfig()
+    out = WORK / f"int8-demo-{storage}"
+    config = ExtractConfig(
+        dataset="vqa",
+        root=demo_data(),
+        out=out,
+        plan=PlanOptions(
+            student_input=demo.student_input,
+            max_text_length=demo.max_text_length,
+            storage=storage,
+        ),
+        loop=LoopOptions(device=device),
+    )
+    result = run_extraction(config, Quiet)
+    if not result.cache_hit:
+        print(f"  extracted {out} in {result.timing['wall_s']:.0f} s", flush=True)
+    return out
+
+
+def bytes_per_sample(cache: Path) -> float:
+    """Shard bytes (tar files and their offset indices) per sample, over every split."""
+    splits = json.loads((cache / "manifest.json").read_text())["splits"]
+    shards = [shard for split in splits.values() for shard in split["shards"]]
+    stored = sum(shard["file"]["bytes"] + shard["index"]["bytes"] for shard in shards)
+    return stored / sum(shard["count"] for shard in shards)
+
+
+def teacher_outputs(device: torch.device) -> tuple[dict[str, np.ndarray], dict]:
+    """float32 teacher outputs of the first training samples, as the extraction computes them."""
+    from extract.datasets import open_dataset
+    from extract.encode import encode_batch
+    from extract.loader import RecordImages, image_key
+    from extract.plan import PlanOptions, make_plan
+    from train.demo import DemoConfig
+
+    demo = DemoConfig()
+    options = PlanOptions(
+        student_input=demo.student_input, max_text_length=demo.max_text_length, storage="fp32"
+    )
+    adapter = open_dataset("vqa", demo_data())
+    records = list(adapter.records("train"))[:SAMPLES_FOR_COSINE]
+    plan = make_plan(options, adapter.num_texts, has_boxes=False)
+    for encoder in plan.encoders:
+        encoder.to(device)
+    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
+    dataset = RecordImages(adapter, records, 0, keys)
+    items = [dataset[i] for i in range(len(dataset))]
+    rows = [row for start in range(0, len(items), 32) for row in
+            encode_batch(plan, items[start : start + 32], device)]  # fmt: skip
+    names = [n for n in ("img_emb", "img_grid", "txt_emb", "txt_tok") if n in plan.fields]
+    return {n: np.stack([row[n] for row in rows]) for n in names + ["token_len"]}, plan.fields
+
+
+def vectors(name: str, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The stored vectors of a field as rows (text tokens: only the real ones)."""
+    if name == "txt_tok":  # [N, C, L, D]
+        keep = np.arange(values.shape[2])[None, None, :] < lengths[..., None]
+        return values[keep]
+    return values.reshape(-1, values.shape[-1])
+
+
+def cosine_errors(outputs: dict, fields: dict, means: dict[str, np.ndarray]) -> dict:
+    from extract.store import FieldSpec, decode, encode
+
+    errors = {}
+    for name in (n for n in outputs if n != "token_len"):
+        spec = FieldSpec(name, outputs[name].shape[1:], "int8")
+        restored = np.stack(
+            [decode(spec, *encode(spec, sample), as_float32=True) for sample in outputs[name]]
+        )
+        original = vectors(name, outputs[name], outputs["token_len"])
+        rounded = vectors(name, restored, outputs["token_len"])
+        errors[name] = {
+            "raw": mean_cosine_error(original, rounded),
+            "centred": mean_cosine_error(original - means[name], rounded - means[name]),
+        }
+    return errors
+
+
+def mean_cosine_error(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return float(np.mean(1.0 - (a * b).sum(-1)))
+
+
+def train_mad(cache: Path, name: str) -> Path:
+    from train.demo import DemoConfig, train
+
+    return train(DemoConfig(out=WORK / "int8-runs"), cache, name, "mad")
+
+
+def accuracy_delta(fp16_run: Path, int8_run: Path) -> tuple[float, dict]:
+    from train.compare import load_scores
+
+    fp16, int8 = load_scores(fp16_run), load_scores(int8_run)
+    details = {}
+    for split in fp16:
+        a, b = fp16[split]["overall"]["values"], int8[split]["overall"]["values"]
+        deltas = [round(y - x, 2) for x, y in zip(a, b, strict=True)]
+        details[split] = {
+            "fp16": a,
+            "int8": b,
+            "per_seed_delta": deltas,
+            "mean_delta": round(float(np.mean(deltas)), 2),
+        }
+    return details["test"]["mean_delta"], details
+
+
+@click.command()
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def main(device: str) -> None:
+    """int8 storage against fp16: bytes, vector error, and the demo's accuracy."""
+    from extract.store import CacheReader
+
+    torch_device = pick_device(device)
+    command = f"{COMMAND} --device {device}"
+    caches = {storage: extract(storage, torch_device) for storage in ("fp16", "int8")}
+    sizes = {storage: bytes_per_sample(cache) for storage, cache in caches.items()}
+    record(
+        "int8_bytes_ratio",
+        round(sizes["int8"] / sizes["fp16"], 3),
+        command,
+        torch_device,
+        {f"{s}_bytes_per_sample": round(v) for s, v in sizes.items()},
+    )
+    outputs, fields = teacher_outputs(torch_device)
+    reader = CacheReader(caches["fp16"])
+    means = {name: reader.shared(f"mean_{name}") for name in outputs if name != "token_len"}
+    errors = cosine_errors(outputs, fields, means)
+    worst = max(errors, key=lambda name: errors[name]["raw"])
+    record(
+        "int8_cosine_error",
+        float(f"{errors[worst]['raw']:.3g}"),
+        command,
+        torch_device,
+        {"field": worst, "per_field": errors, "samples": SAMPLES_FOR_COSINE},
+    )
+    runs = {s: train_mad(cache, f"mad-{s}") for s, cache in caches.items()}
+    delta, details = accuracy_delta(runs["fp16"], runs["int8"])
+    details["settings"] = "train.demo's mad run: 25% of train, seeds 1,2,3, 15 epochs"
+    record("int8_accuracy_delta", delta, command, torch_device, details)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""``make bench`` (``python -m benchmarks.run_all``): every benchmark script, one after another,
+each in its own process (so memory peaks and imported state stay apart); then the table in
+``BENCHMARKS.md`` is rewritten from ``benchmarks/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import click
+
+from benchmarks.common import RESULTS
+from benchmarks.report import BENCHMARKS_MD, rewrite
+
+SCRIPTS = {  # name -> whether it takes --device
+    "extraction": True,
+    "training": True,
+    "reader_memory": False,
+    "faiss_index": True,
+    "int8": True,
+}
+
+
+@click.command()
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--only", default="", help=f"Comma-separated subset of: {', '.join(SCRIPTS)}.")
+def main(device: str, only: str) -> None:
+    """Run the benchmarks and rewrite the results table of BENCHMARKS.md."""
+    names = [name.strip() for name in only.split(",") if name.strip()] or list(SCRIPTS)
+    unknown = sorted(set(names) - set(SCRIPTS))
+    if unknown:
+        raise click.BadParameter(f"{unknown}; choose from {list(SCRIPTS)}", param_hint="--only")
+    started, failed = time.perf_counter(), []
+    for name in names:
+        command = [sys.executable, "-m", f"benchmarks.{name}"]
+        command += ["--device", device] if SCRIPTS[name] else []
+        click.secho(f"$ {' '.join(command[1:])}", fg="cyan")
+        begun = time.perf_counter()
+        if subprocess.run(command, check=False).returncode != 0:
+            failed.append(name)
+        click.echo(f"  ({time.perf_counter() - begun:.0f} s)")
+    click.echo(
+        f"\n{rewrite()}\n\n{BENCHMARKS_MD.name} rewritten; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
+    missed = [
+        key for key, entry in json.loads(RESULTS.read_text()).items() if entry["met"] is False
+    ]
+    if missed:
+        click.secho(f"targets missed: {', '.join(missed)} (see BENCHMARKS.md)", fg="red")
+    if failed:
+        raise click.ClickException(f"these benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
