@@ -147,6 +147,7 @@ class Extraction:
     student_input: str = "pixels:16@64"
     max_text_length: int = 16
     build_indices: bool = True
+    overlap: bool | None = None  # the extraction loop's mode; None: its default
 
     def config(self, device: torch.device, out: Path | None = None):
         from extract.extraction import ExtractConfig
@@ -165,7 +166,7 @@ class Extraction:
                 max_text_length=self.max_text_length,
             ),
             limit=self.limit,
-            loop=LoopOptions(device=device),
+            loop=LoopOptions(device=device, overlap=self.overlap),
             build_indices=self.build_indices,
         )
 

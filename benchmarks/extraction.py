@@ -67,9 +67,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_extraction(count: int, device: torch.device) -> dict:
-    """A fresh extraction of ``count`` training samples; its time without loading the teachers."""
-    setup = Extraction(f"scaling-{count}", limit=count)
+def time_extraction(count: int, device: torch.device, overlap: bool | None = None) -> dict:
+    """A fresh extraction of ``count`` training samples; its time without loading the teachers.
+
+    ``overlap`` forces the loop's mode (decoding workers and a writer thread, or neither)."""
+    setup = Extraction(f"scaling-{count}", limit=count, overlap=overlap)
     out = WORK / "runs" / setup.name
     shutil.rmtree(out, ignore_errors=True)
     result = setup.run(device, out)
@@ -77,6 +79,7 @@ def time_extraction(count: int, device: torch.device) -> dict:
     seconds = timing["wall_s"] - timing["setup_s"]
     shutil.rmtree(out, ignore_errors=True)
     return {
+        "overlapped": result.manifest.runtime["overlapped"],
         "samples": count,
         "seconds": round(seconds, 3),
         "samples_per_s": round(per_second(count, seconds), 2),
@@ -98,6 +101,7 @@ def main(device: str, samples: int, batch_size: int) -> None:
     forward_before = time_forward(plan, batches, torch_device)
     large = time_extraction(samples, torch_device)
     small = time_extraction(samples // 4, torch_device)
+    other_mode = time_extraction(samples, torch_device, overlap=not large["overlapped"])
     forward_after = time_forward(plan, batches, torch_device)
     forward_s = (forward_before + forward_after) / 2  # the machine may drift during the run
     forward_rate = per_second(samples, forward_s)
@@ -111,6 +115,7 @@ def main(device: str, samples: int, batch_size: int) -> None:
             "forward_only_samples_per_s": round(forward_rate, 2),
             "forward_only_s": [round(forward_before, 3), round(forward_after, 3)],
             "extraction": large,
+            "extraction_in_the_other_loop_mode": other_mode,
             "batch_size": batch_size,
             "data": "synthetic VQA train, 64 px images, 2 questions per image",
             "teachers": "effnet-lite0 (224 px), minilm (16 tokens)",

@@ -208,12 +208,13 @@ def headroom(setup: Setup, cache: Path, device: torch.device, steps: int) -> tup
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--steps", default=16, show_default=True, help="Timed steps from the cache.")
 @click.option("--online-steps", default=6, show_default=True, help="Timed online steps.")
+@click.option("--samples", default=1024, show_default=True, help="Training samples cached.")
 @click.option("--skip-vit", is_flag=True, help="Leave out the ViT-B/16-sized teacher.")
-def main(device: str, steps: int, online_steps: int, skip_vit: bool) -> None:
+def main(device: str, steps: int, online_steps: int, samples: int, skip_vit: bool) -> None:
     """Training from cached targets against the teachers run online, and the loader's margin."""
     torch_device = pick_device(device)
     command = f"{COMMAND} --device {device}"
-    default = Extraction("train-default", limit=1024)
+    default = Extraction(f"train-default-{samples}", limit=samples)
     ratio, details, setup = speedup(default, torch_device, steps, online_steps)
     record("cache_speedup", ratio, command, torch_device, details)
     value, details = headroom(setup, WORK / default.name, torch_device, steps)

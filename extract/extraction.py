@@ -133,7 +133,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory) -> ExtractR
     runtime = {
         "batch_size": config.loop.batch_size,
         "workers": config.loop.decoders(),
-        "overlapped_writes": not config.loop.teachers_on_cpu,
+        "overlapped": config.loop.overlapped,
         "device": str(config.loop.device),
         "on_error": config.loop.on_error,
         "torch": torch.__version__,

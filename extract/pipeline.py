@@ -2,8 +2,8 @@
 
 Each stage is timed. The writer thread overlaps the next batch's encoding; at most one batch
 waits for it, so memory stays bounded. When the teachers run on the CPU, decoding workers and the
-writer thread would take cores from them (a measured 14% loss on 2 cores, BENCHMARKS.md), so by
-default the loop then runs its stages one after another in the main process.
+writer thread take cores from them (on 2 cores the overlapped loop is slower: BENCHMARKS.md), so
+by default the loop then runs its stages one after another in the main process.
 """
 
 from __future__ import annotations
@@ -32,18 +32,19 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoopOptions:
     batch_size: int = 32
-    workers: int | None = None  # image decoders; None: 0 on CPU, else min(4, CPUs)
+    workers: int | None = None  # image decoders; None: 0 unless overlapped, else min(4, CPUs)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     on_error: str = "skip"  # or "fail"
+    overlap: bool | None = None  # writer thread; None: only when the teachers are not on the CPU
 
     @property
-    def teachers_on_cpu(self) -> bool:
-        return self.device.type == "cpu"
+    def overlapped(self) -> bool:
+        return self.device.type != "cpu" if self.overlap is None else self.overlap
 
     def decoders(self) -> int:
         if self.workers is not None:
             return self.workers
-        return 0 if self.teachers_on_cpu else min(4, os.cpu_count() or 1)
+        return min(4, os.cpu_count() or 1) if self.overlapped else 0
 
 
 class InlinePool:
@@ -62,9 +63,9 @@ class InlinePool:
 
 
 def writer_pool(options: LoopOptions):
-    if options.teachers_on_cpu:
-        return InlinePool()
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+    if options.overlapped:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+    return InlinePool()
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""Each benchmark script end to end on small sizes, into a temporary work folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_script(tmp_path, module: str, *args: str) -> dict:
+    env = {
+        **os.environ,
+        "BENCH_WORK": str(tmp_path / "work"),
+        "BENCH_RESULTS": str(tmp_path / "results.json"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_extraction_script(tmp_path):
+    results = run_script(tmp_path, "extraction", "--samples", "32", "--device", "cpu")
+    efficiency, scaling = results["extract_efficiency"], results["extract_scaling"]
+    assert 0 < efficiency["value"] < 2 and efficiency["details"]["extraction"]["samples"] == 32
+    other = efficiency["details"]["extraction_in_the_other_loop_mode"]
+    assert other["overlapped"] != efficiency["details"]["extraction"]["overlapped"]
+    assert scaling["details"]["1x"]["samples"] == 8 and scaling["value"] > 0
+
+
+@pytest.mark.slow
+def test_training_script(tmp_path):
+    args = ["--samples", "64", "--steps", "2", "--online-steps", "1", "--skip-vit"]
+    results = run_script(tmp_path, "training", *args, "--device", "cpu")
+    speedup, headroom = results["cache_speedup"]["details"], results["loader_headroom"]["details"]
+    assert speedup["cached_samples_per_s"] > speedup["online_samples_per_s"] > 0
+    assert headroom["step_samples_per_s"] > 0 and headroom["keyed_loader_samples_per_s"] > 0
+
+
+def test_reader_memory_script(tmp_path):
+    results = run_script(tmp_path, "reader_memory", "--samples", "20")
+    details = results["reader_memory_growth"]["details"]
+    assert details["streamed"]["1x"]["samples"] == 20
+    assert details["keyed"]["10x"]["samples"] == 200
+    assert details["bytes_10x"] > 9 * details["bytes_1x"]
