@@ -13,6 +13,8 @@ FIELDS = {
     "img_emb": FieldSpec("img_emb", (8,), "fp16", producer="test-vision@abc"),
     "txt_tok": FieldSpec("txt_tok", (2, 3, 8), "int8", producer="test-text@def"),
     "img_raw": FieldSpec("img_raw", (4,), "fp32", producer="test-vision@abc"),
+    # a 1-D int8 field: its scale is one number per sample (a 0-d array)
+    "img_q": FieldSpec("img_q", (8,), "int8", producer="test-vision@abc"),
     "pixels": FieldSpec("pixels", (2, 2, 3), "uint8", producer="pixels:2"),
     "token_ids": FieldSpec("token_ids", (2, 3), "int32", producer="test-tokenizer"),
 }

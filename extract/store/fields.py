@@ -144,7 +144,8 @@ def _encode_float(
     safe = np.where(scale > 0, scale, 1.0)[..., None]
     with np.errstate(invalid="ignore"):  # NaN / inf end up in the scale, which the writer rejects
         quantised = np.clip(np.rint(values / safe), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return np.ascontiguousarray(quantised), np.ascontiguousarray(scale)
+    # asarray, not ascontiguousarray: the scale of a 1-D field is 0-d and must stay so
+    return np.ascontiguousarray(quantised), np.asarray(scale, dtype=np.float32, order="C")
 
 
 def decode(
@@ -158,7 +159,9 @@ def decode(
     if spec.has_scale:
         if scale is None:
             raise ValueError(f"field {spec.name!r}: int8 values found without their scale")
-        restored = values.astype(np.float32) * scale.astype(np.float32)[..., None]
+        # (caches written before the 0-d fix hold the scale of a 1-D field as shape (1,))
+        scale = scale.astype(np.float32).reshape(*values.shape[:-1], 1)
+        restored = values.astype(np.float32) * scale
         return restored if as_float32 else restored.astype(np.float16)
     return values.astype(np.float32) if as_float32 else values
 

@@ -71,3 +71,12 @@ def test_bytes_per_sample():
     assert FieldSpec("a", (4, 8), "fp16").bytes_per_sample == 64
     assert FieldSpec("a", (4, 8), "int8").bytes_per_sample == 32 + 4 * 4
     assert FieldSpec("a", (16, 768), "uint8").bytes_per_sample == 16 * 768
+
+
+def test_int8_scale_of_a_one_dimensional_field_is_a_number():
+    spec = FieldSpec("v", (8,), "int8")
+    vector = np.linspace(-1, 1, 8, dtype=np.float32)
+    values, scale = encode(spec, vector)
+    assert scale.shape == () and decode(spec, values, scale, as_float32=True).shape == (8,)
+    # caches written before this was fixed hold it as shape (1,): still read as a vector
+    assert decode(spec, values, scale.reshape(1), as_float32=True).shape == (8,)
