@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import click
@@ -29,6 +30,7 @@ from benchmarks.common import DATA, WORK, Quiet, pick_device, record
 
 COMMAND = "python -m benchmarks.int8"
 SAMPLES_FOR_COSINE = 256
+TEACHER_FIELDS = ("img_emb", "img_grid", "txt_emb", "txt_tok")
 
 
 def demo_data() -> Path:
@@ -71,6 +73,20 @@ def bytes_per_sample(cache: Path) -> float:
     shards = [shard for split in splits.values() for shard in split["shards"]]
     stored = sum(shard["file"]["bytes"] + shard["index"]["bytes"] for shard in shards)
     return stored / sum(shard["count"] for shard in shards)
+
+
+def member_bytes(cache: Path) -> dict[str, int]:
+    """Bytes of each member of the first training sample, with its tar header and padding."""
+    splits = json.loads((cache / "manifest.json").read_text())["splits"]
+    with tarfile.open(cache / splits["train"]["shards"][0]["file"]["name"]) as tar:
+        members = tar.getmembers()
+    key = members[0].name.split(".", 1)[0]
+    block = tarfile.BLOCKSIZE
+    return {
+        m.name.split(".", 1)[1]: block + -(-m.size // block) * block
+        for m in members
+        if m.name.split(".", 1)[0] == key
+    }
 
 
 def teacher_outputs(device: torch.device) -> tuple[dict[str, np.ndarray], dict]:
@@ -164,12 +180,21 @@ def main(device: str) -> None:
     command = f"{COMMAND} --device {device}"
     caches = {storage: extract(storage, torch_device) for storage in ("fp16", "int8")}
     sizes = {storage: bytes_per_sample(cache) for storage, cache in caches.items()}
+    members = {storage: member_bytes(cache) for storage, cache in caches.items()}
+    features = {  # the members --storage changes: teacher fields and their int8 scales
+        storage: sum(size for name, size in sizes_.items() if name.split(".")[0] in TEACHER_FIELDS)
+        for storage, sizes_ in members.items()
+    }
     record(
         "int8_bytes_ratio",
         round(sizes["int8"] / sizes["fp16"], 3),
         command,
         torch_device,
-        {f"{s}_bytes_per_sample": round(v) for s, v in sizes.items()},
+        {
+            **{f"{s}_bytes_per_sample": round(v) for s, v in sizes.items()},
+            "first_sample_members": members,
+            "teacher_fields_only_ratio": round(features["int8"] / features["fp16"], 3),
+        },
     )
     outputs, fields = teacher_outputs(torch_device)
     reader = CacheReader(caches["fp16"])
