@@ -54,3 +54,13 @@ def test_reader_memory_script(tmp_path):
     assert details["streamed"]["1x"]["samples"] == 20
     assert details["keyed"]["10x"]["samples"] == 200
     assert details["bytes_10x"] > 9 * details["bytes_1x"]
+
+
+@pytest.mark.slow
+def test_faiss_script(tmp_path):
+    results = run_script(tmp_path, "faiss_index", "--sizes", "2e3,6e4", "--device", "cpu")
+    recall, build = results["faiss_recall_at_10"], results["faiss_build_s_per_1e5"]
+    assert set(recall["value"]) == {"2000", "60000"} == set(build["value"])
+    sizes = recall["details"]["sizes"]
+    assert sizes["2000"]["kind"] == "flat" and recall["value"]["2000"] == 1.0  # exact search
+    assert sizes["60000"]["kind"] == "hnsw" and recall["value"]["60000"] >= 0.9
