@@ -98,12 +98,14 @@ def main(device: str, samples: int, batch_size: int) -> None:
     plan, batches = forward_batches(Extraction("forward"), samples, batch_size)
     for encoder in plan.encoders:
         encoder.to(torch_device)
+    # the forward passes are timed just before and just after the extraction they are compared
+    # with, and averaged: the speed of a shared machine drifts by several percent in a minute
     forward_before = time_forward(plan, batches, torch_device)
     large = time_extraction(samples, torch_device)
+    forward_after = time_forward(plan, batches, torch_device)
+    forward_s = (forward_before + forward_after) / 2
     small = time_extraction(samples // 4, torch_device)
     other_mode = time_extraction(samples, torch_device, overlap=not large["overlapped"])
-    forward_after = time_forward(plan, batches, torch_device)
-    forward_s = (forward_before + forward_after) / 2  # the machine may drift during the run
     forward_rate = per_second(samples, forward_s)
     command = f"{COMMAND} --device {device}"
     record(

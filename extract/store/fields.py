@@ -166,6 +166,21 @@ def decode(
     return values.astype(np.float32) if as_float32 else values
 
 
+# IEEE floats whose exponent bits are all ones are NaN or infinite
+EXPONENT_BITS = {
+    np.dtype(np.float16): (np.uint16, 0x7C00),
+    np.dtype(np.float32): (np.uint32, 0x7F800000),
+    np.dtype(np.float64): (np.uint64, 0x7FF0000000000000),
+}
+
+
 def nonfinite(array: np.ndarray) -> bool:
-    """True when a float array holds a NaN or an infinity."""
-    return np.issubdtype(array.dtype, np.floating) and not bool(np.isfinite(array).all())
+    """True when a float array holds a NaN or an infinity.
+
+    Tested on the exponent bits: ``np.isfinite`` on float16 was 12% of an extraction's writes."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return False
+    if array.dtype not in EXPONENT_BITS or not array.flags.c_contiguous:
+        return not bool(np.isfinite(array).all())
+    unsigned, exponent = EXPONENT_BITS[array.dtype]
+    return bool(((array.view(unsigned) & exponent) == exponent).any())

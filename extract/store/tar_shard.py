@@ -8,7 +8,6 @@ returns where each member's data starts, which the offset index stores for rando
 
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
@@ -34,6 +33,9 @@ def member_names(fields: dict[str, FieldSpec]) -> list[str]:
 
 
 class TarShardWriter:
+    """Writes members directly (header, data, padding), as ``tarfile`` would, without its
+    per-member copies: the bytes are those of ``tarfile.open(mode="w", format=PAX_FORMAT)``."""
+
     suffix = ".tar"
 
     def __init__(self, path: Path, fields: dict[str, FieldSpec], max_rows: int = 0):
@@ -41,11 +43,11 @@ class TarShardWriter:
         self.fields = fields
         self._tmp = tmp_path(path)
         self._handle = open(self._tmp, "wb")
-        self._tar = tarfile.open(fileobj=self._handle, mode="w", format=tarfile.PAX_FORMAT)
+        self._offset = 0
 
     @property
     def bytes_written(self) -> int:
-        return self._tar.offset
+        return self._offset
 
     def add(self, key: str, encoded: Encoded, meta: bytes) -> list[int]:
         """Append one sample; returns ``[offset, size]`` of each member's data, in member order."""
@@ -64,17 +66,24 @@ class TarShardWriter:
         info.size = len(data)
         info.mode = 0o644
         info.mtime = 0
-        self._tar.addfile(info, io.BytesIO(data))
-        padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-        return [self._tar.offset - padded, len(data)]
+        header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "strict")
+        padding = -len(data) % tarfile.BLOCKSIZE
+        self._handle.write(header)
+        self._handle.write(data)
+        self._handle.write(tarfile.NUL * padding)
+        start = self._offset + len(header)
+        self._offset = start + len(data) + padding
+        return [start, len(data)]
 
     def close(self) -> None:
-        self._tar.close()
+        # the end of an archive, as tarfile writes it: two zero blocks, then zeros up to a record
+        end = 2 * tarfile.BLOCKSIZE
+        end += -(self._offset + end) % tarfile.RECORDSIZE
+        self._handle.write(tarfile.NUL * end)
         self._handle.close()
         finish_atomic(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._tar.close()
         self._handle.close()
         self._tmp.unlink(missing_ok=True)
 

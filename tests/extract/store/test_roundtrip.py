@@ -1,5 +1,6 @@
 """Written arrays come back bit-exact (int8 within its bound), by key and in order."""
 
+import io
 import json
 import tarfile
 
@@ -9,7 +10,10 @@ import pytest
 import webdataset
 
 from extract.store import CacheReader, encode
-from tests.conftest import FIELDS
+from extract.store.keys import member_key
+from extract.store.npy import npy_bytes
+from extract.store.tar_shard import TarShardWriter
+from tests.conftest import FIELDS, make_sample
 
 
 def expected(name: str, array: np.ndarray) -> np.ndarray:
@@ -117,3 +121,28 @@ def test_plain_h5py_reads_the_shards(cache):
     assert keys == list(written["train"])
     want = np.stack([a["img_emb"].astype(np.float16) for a in written["train"].values()])
     assert np.array_equal(np.concatenate(img), want)
+
+
+def test_tar_shard_bytes_are_those_of_tarfile(tmp_path):
+    # members written directly must give exactly what tarfile writes, a long (PAX) name included
+    fields = {"v": FIELDS["img_emb"], "q": FIELDS["txt_tok"]}
+    samples = [("short", make_sample(1, fields)), ("k" * 150, make_sample(2, fields))]
+    writer = TarShardWriter(tmp_path / "ours.tar", fields)
+    reference = tarfile.open(tmp_path / "tarfile.tar", "w", format=tarfile.PAX_FORMAT)
+    for key, arrays in samples:
+        encoded = {name: encode(spec, arrays[name]) for name, spec in fields.items()}
+        meta = json.dumps({"key": key}).encode()
+        locations = writer.add(key, encoded, meta)
+        members = [(f"{member_key(key)}.v.npy", npy_bytes(encoded["v"][0]))]
+        members += [(f"{member_key(key)}.q.npy", npy_bytes(encoded["q"][0]))]
+        members += [(f"{member_key(key)}.q.scale.npy", npy_bytes(encoded["q"][1]))]
+        members += [(f"{member_key(key)}.json", meta)]
+        for (name, data), start in zip(members, locations[0::2], strict=True):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            reference.addfile(info, io.BytesIO(data))
+            assert (tmp_path / "ours.tar").exists() is False  # written under a .tmp name
+            assert start % tarfile.BLOCKSIZE == 0
+    writer.close()
+    reference.close()
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "tarfile.tar").read_bytes()
