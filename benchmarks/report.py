@@ -22,7 +22,7 @@ def number(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{key}: {number(v)}" for key, v in value.items())
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.3g}"
+        return f"{value:#.3g}"  # three significant digits, trailing zeros kept: 1.00, 0.970
     return str(value)
 
 
