@@ -147,10 +147,10 @@ def mean_cosine_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(1.0 - (a * b).sum(-1)))
 
 
-def train_mad(cache: Path, name: str) -> Path:
+def train_mad(cache: Path, name: str, device: torch.device) -> Path:
     from train.demo import DemoConfig, train
 
-    return train(DemoConfig(out=WORK / "int8-runs"), cache, name, "mad")
+    return train(DemoConfig(out=WORK / "int8-runs", device=device.type), cache, name, "mad")
 
 
 def accuracy_delta(fp16_run: Path, int8_run: Path) -> tuple[float, dict]:
@@ -208,7 +208,7 @@ def main(device: str) -> None:
         torch_device,
         {"field": worst, "per_field": errors, "samples": SAMPLES_FOR_COSINE},
     )
-    runs = {s: train_mad(cache, f"mad-{s}") for s, cache in caches.items()}
+    runs = {s: train_mad(cache, f"mad-{s}", torch_device) for s, cache in caches.items()}
     delta, details = accuracy_delta(runs["fp16"], runs["int8"])
     details["settings"] = "train.demo's mad run: 25% of train, seeds 1,2,3, 15 epochs"
     record("int8_accuracy_delta", delta, command, torch_device, details)

@@ -47,6 +47,7 @@ class DemoConfig:
     distill_options: list[str] = field(default_factory=lambda: ["--topk", "0.5", "--lambda", "1.0"])
     generator_options: list[str] = field(default_factory=list)
     workers: int | None = None  # extraction's image decoders (None: its default)
+    device: str = "cpu"  # where the students train (the demo's settings were chosen on CPU)
 
 
 def run(command: list[str]) -> None:
@@ -116,7 +117,7 @@ def train(config: DemoConfig, cache: Path, name: str, distill: str) -> Path:
             "--eval-split",
             "val,test,test_shifted",
             "--device",
-            "cpu",
+            config.device,
             "--out",
             str(out),
         )
