@@ -46,11 +46,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: torch sees no GPU here; use --device cpu")
-    return torch.device(name)
+    from extract.run import pick_device as extraction_device
+
+    return extraction_device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a timer stopped now has seen it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def machine(device: torch.device) -> str:
@@ -126,9 +130,6 @@ class Quiet:
         pass
 
     def update(self, count: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
         pass
 
     def close(self) -> None:

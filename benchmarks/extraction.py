@@ -1,7 +1,8 @@
 """``python -m benchmarks.extraction``: ``extract_efficiency`` and ``extract_scaling``.
 
 * ``extract_efficiency``: samples/s of a whole extraction (read, decode, encode, write, means,
-  indices, manifest; loading the teachers excluded) over the samples/s of the teachers' forward
+  indices, manifest; its ``setup_s``, i.e. listing the records, hashing the annotation files and
+  loading the teachers, excluded) over the samples/s of the teachers' forward
   passes alone on the same inputs, already decoded, resized and tokenized, in the same batches.
 * ``extract_scaling``: the time of an extraction of 4x the samples over that of 1x.
 
@@ -17,7 +18,15 @@ import time
 import click
 import torch
 
-from benchmarks.common import WORK, Extraction, per_second, pick_device, record, synthetic_data
+from benchmarks.common import (
+    WORK,
+    Extraction,
+    per_second,
+    pick_device,
+    record,
+    synchronize,
+    synthetic_data,
+)
 
 COMMAND = "python -m benchmarks.extraction"
 
@@ -62,13 +71,8 @@ def time_forward(plan, batches, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_extraction(count: int, device: torch.device, overlap: bool | None = None) -> dict:
-    """A fresh extraction of ``count`` training samples; its time without loading the teachers.
+    """A fresh extraction of ``count`` training samples; its time without its setup.
 
     ``overlap`` forces the loop's mode (decoding workers and a writer thread, or neither)."""
     setup = Extraction(f"scaling-{count}", limit=count, overlap=overlap)

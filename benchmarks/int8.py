@@ -18,8 +18,8 @@ with the demo's settings and seeds (``train.demo``'s own training command).
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
+from datetime import date
 from pathlib import Path
 
 import click
@@ -62,7 +62,9 @@ def extract(storage: str, device: torch.device) -> Path:
         loop=LoopOptions(device=device),
     )
     result = run_extraction(config, Quiet)
-    if not result.cache_hit:
+    if result.cache_hit:
+        print(f"  reusing {out} (delete it to extract again)", flush=True)
+    else:
         print(f"  extracted {out} in {result.timing['wall_s']:.0f} s", flush=True)
     return out
 
@@ -76,20 +78,21 @@ def bytes_per_sample(cache: Path) -> float:
 
 
 def member_bytes(cache: Path) -> dict[str, int]:
-    """Bytes of each member of the first training sample, with its tar header and padding."""
+    """Bytes of each member of the first training sample, headers and padding included (from
+    one member's start to the next one's)."""
     splits = json.loads((cache / "manifest.json").read_text())["splits"]
     with tarfile.open(cache / splits["train"]["shards"][0]["file"]["name"]) as tar:
         members = tar.getmembers()
     key = members[0].name.split(".", 1)[0]
-    block = tarfile.BLOCKSIZE
-    return {
-        m.name.split(".", 1)[1]: block + -(-m.size // block) * block
-        for m in members
-        if m.name.split(".", 1)[0] == key
-    }
+    sizes = {}
+    for member, following in zip(members, members[1:], strict=False):
+        if member.name.split(".", 1)[0] != key:
+            break
+        sizes[member.name.split(".", 1)[1]] = following.offset - member.offset
+    return sizes
 
 
-def teacher_outputs(device: torch.device) -> tuple[dict[str, np.ndarray], dict]:
+def teacher_outputs(device: torch.device) -> dict[str, np.ndarray]:
     """float32 teacher outputs of the first training samples, as the extraction computes them."""
     from extract.datasets import open_dataset
     from extract.encode import encode_batch
@@ -109,10 +112,11 @@ def teacher_outputs(device: torch.device) -> tuple[dict[str, np.ndarray], dict]:
     keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
     dataset = RecordImages(adapter, records, 0, keys)
     items = [dataset[i] for i in range(len(dataset))]
-    rows = [row for start in range(0, len(items), 32) for row in
-            encode_batch(plan, items[start : start + 32], device)]  # fmt: skip
+    rows = []
+    for start in range(0, len(items), 32):
+        rows += encode_batch(plan, items[start : start + 32], device)
     names = [n for n in ("img_emb", "img_grid", "txt_emb", "txt_tok") if n in plan.fields]
-    return {n: np.stack([row[n] for row in rows]) for n in names + ["token_len"]}, plan.fields
+    return {n: np.stack([row[n] for row in rows]) for n in names + ["token_len"]}
 
 
 def vectors(name: str, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -123,7 +127,7 @@ def vectors(name: str, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return values.reshape(-1, values.shape[-1])
 
 
-def cosine_errors(outputs: dict, fields: dict, means: dict[str, np.ndarray]) -> dict:
+def cosine_errors(outputs: dict, means: dict[str, np.ndarray]) -> dict:
     from extract.store import FieldSpec, decode, encode
 
     errors = {}
@@ -147,10 +151,14 @@ def mean_cosine_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(1.0 - (a * b).sum(-1)))
 
 
-def train_mad(cache: Path, name: str, device: torch.device) -> Path:
+def train_mad(cache: Path, name: str, device: torch.device) -> tuple[Path, str | None]:
+    """The demo's mad run on ``cache``, and the date of an earlier run it reuses (or None)."""
     from train.demo import DemoConfig, train
 
-    return train(DemoConfig(out=WORK / "int8-runs", device=device.type), cache, name, "mad")
+    config = DemoConfig(out=WORK / "int8-runs", device=device.type)
+    results = config.out / "runs" / name / "results.json"
+    reused = date.fromtimestamp(results.stat().st_mtime).isoformat() if results.is_file() else None
+    return train(config, cache, name, "mad"), reused
 
 
 def accuracy_delta(fp16_run: Path, int8_run: Path) -> tuple[float, dict]:
@@ -196,10 +204,10 @@ def main(device: str) -> None:
             "teacher_fields_only_ratio": round(features["int8"] / features["fp16"], 3),
         },
     )
-    outputs, fields = teacher_outputs(torch_device)
+    outputs = teacher_outputs(torch_device)
     reader = CacheReader(caches["fp16"])
     means = {name: reader.shared(f"mean_{name}") for name in outputs if name != "token_len"}
-    errors = cosine_errors(outputs, fields, means)
+    errors = cosine_errors(outputs, means)
     worst = max(errors, key=lambda name: errors[name]["raw"])
     record(
         "int8_cosine_error",
@@ -209,10 +217,11 @@ def main(device: str) -> None:
         {"field": worst, "per_field": errors, "samples": SAMPLES_FOR_COSINE},
     )
     runs = {s: train_mad(cache, f"mad-{s}", torch_device) for s, cache in caches.items()}
-    delta, details = accuracy_delta(runs["fp16"], runs["int8"])
+    delta, details = accuracy_delta(runs["fp16"][0], runs["int8"][0])
+    details["runs_reused_from"] = {s: reused for s, (_, reused) in runs.items()}
     details["settings"] = "train.demo's mad run: 25% of train, seeds 1,2,3, 15 epochs"
     record("int8_accuracy_delta", delta, command, torch_device, details)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

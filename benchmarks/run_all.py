@@ -14,14 +14,22 @@ import click
 
 from benchmarks.common import RESULTS
 from benchmarks.report import BENCHMARKS_MD, rewrite
+from extract.store.atomic import write_json_atomic
 
-SCRIPTS = {  # name -> whether it takes --device
-    "extraction": True,
-    "training": True,
-    "reader_memory": False,
-    "faiss_index": True,
-    "int8": True,
+SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
+    "extraction": (True, ("extract_efficiency", "extract_scaling")),
+    "training": (True, ("cache_speedup", "cache_speedup_vit_b16", "loader_headroom")),
+    "reader_memory": (False, ("reader_memory_growth",)),
+    "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
+    "int8": (True, ("int8_bytes_ratio", "int8_cosine_error", "int8_accuracy_delta")),
 }
+
+
+def forget(keys: tuple[str, ...]) -> None:
+    """Drop a failed script's figures: an older run's must not pass for this one's."""
+    if RESULTS.is_file():
+        results = json.loads(RESULTS.read_text())
+        write_json_atomic(RESULTS, {k: v for k, v in results.items() if k not in keys})
 
 
 @click.command()
@@ -36,11 +44,12 @@ def main(device: str, only: str) -> None:
     started, failed = time.perf_counter(), []
     for name in names:
         command = [sys.executable, "-m", f"benchmarks.{name}"]
-        command += ["--device", device] if SCRIPTS[name] else []
+        command += ["--device", device] if SCRIPTS[name][0] else []
         click.secho(f"$ {' '.join(command[1:])}", fg="cyan")
         begun = time.perf_counter()
         if subprocess.run(command, check=False).returncode != 0:
             failed.append(name)
+            forget(SCRIPTS[name][1])
         click.echo(f"  ({time.perf_counter() - begun:.0f} s)")
     click.echo(
         f"\n{rewrite()}\n\n{BENCHMARKS_MD.name} rewritten; "

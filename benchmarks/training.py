@@ -24,7 +24,15 @@ from pathlib import Path
 import click
 import torch
 
-from benchmarks.common import WORK, Extraction, per_second, pick_device, record, synthetic_data
+from benchmarks.common import (
+    WORK,
+    Extraction,
+    per_second,
+    pick_device,
+    record,
+    synchronize,
+    synthetic_data,
+)
 
 COMMAND = "python -m benchmarks.training"
 BATCH = 64
@@ -122,11 +130,6 @@ def timed(setup: Setup, source, warmup: int, prepare=None) -> float:
         seen += len(batch["keys"])
     synchronize(setup.trainer.device)
     return per_second(seen, time.perf_counter() - started)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class OnlineTeachers:

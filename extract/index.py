@@ -10,15 +10,17 @@ type follows the number of vectors and a memory budget (:func:`choose_index`):
   build while the trainer queries every sample;
 * ``ivf``   (``IVF{nlist},Flat``, nlist ~ 4 sqrt(n)) from ``HNSW_MAX`` on, on GPU (faiss has no GPU
   HNSW), or when the graph does not fit but the vectors do: the graph's build time grows faster
-  than n (512-d, 2 cores: 8.7 s at 100k, 44 s at 300k; IVF 6.4 s and 21 s), and lists cost 8
-  bytes per vector;
+  than n (512-d, 2 cores, a one-off comparison: HNSW 8.7 s at 100k and 44 s at 300k, IVF 6.4 s
+  and 21 s), and lists cost 8 bytes per vector;
 * ``ivfpq`` (``IVF{nlist},PQ{m}`` reranked by a ``Refine(SQfp16)`` or ``Refine(SQ8)`` copy, the
   best that fits) when the float32 vectors do not fit the budget.
 
 The search depth (nprobe, efSearch, then the rerank factor) is doubled until recall@10 against
 exact search on 1000 sampled vectors reaches ``TARGET_RECALL`` (:func:`tune_search`). Training uses
-a seeded sample and seeded k-means, so equal inputs give equal indices. Build times and recall
-on synthetic clustered 512-d vectors: ``python -m benchmarks.faiss_index`` (BENCHMARKS.md).
+a seeded sample and seeded k-means, so equal inputs give equal indices. Build times and recall of
+the automatic choice at 1e4, 1e5 and 1e6 clustered 512-d vectors are measured by
+``python -m benchmarks.faiss_index`` (BENCHMARKS.md: HNSW 10 s at 1e5, IVF 90 s at 1e6, most of
+it k-means).
 """
 
 from __future__ import annotations

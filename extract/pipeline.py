@@ -56,13 +56,13 @@ class InlinePool:
     def __exit__(self, *exc) -> None:
         return None
 
-    def submit(self, function, *args) -> Future:
+    def submit(self, function: Callable[..., float], *args) -> Future:
         future: Future = Future()
         future.set_result(function(*args))
         return future
 
 
-def writer_pool(options: LoopOptions):
+def writer_pool(options: LoopOptions) -> ThreadPoolExecutor | InlinePool:
     if options.overlapped:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
     return InlinePool()

@@ -2,7 +2,8 @@
 
 Every sample of a field has the same header (dtype and shape), and numpy parses a header with
 ``ast.literal_eval``, which was 60% of the trainer's loading time; so the layout of a header is
-looked up by its bytes. The bytes are exactly ``numpy.save``'s.
+looked up by its bytes. The bytes are exactly what ``numpy.save`` writes for a C-ordered array
+(a Fortran-ordered one is stored as its C-ordered copy).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def _layout(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
     buffer = io.BytesIO(header)
     version = np.lib.format.read_magic(buffer)
-    reader = (
-        np.lib.format.read_array_header_1_0
-        if version == (1, 0)
-        else np.lib.format.read_array_header_2_0
-    )
-    shape, fortran, dtype = reader(buffer)
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:  # 3.0 (UTF-8 field names) is never written by the store
+        raise ValueError(f"has .npy format version {version}; the store writes 1.0 (or 2.0)")
+    shape, fortran, dtype = readers[version](buffer)
     if dtype.hasobject:
         raise ValueError("holds an object array, which would need pickle to load")
     return dtype, shape, fortran
@@ -52,7 +54,9 @@ def _layout(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
 
 def load_npy(data: bytes | bytearray) -> np.ndarray:
     """The array in ``data`` (the bytes of an .npy file); writable when ``data`` is a bytearray."""
-    if bytes(data[:6]) != MAGIC or len(data) < 10:
+    if len(data) < 10:
+        raise ValueError(f"is too short for an .npy array ({len(data)} bytes)")
+    if bytes(data[:6]) != MAGIC:
         raise ValueError("is not an .npy array (no NUMPY magic)")
     if data[6] == 1:
         start = 10 + int.from_bytes(data[8:10], "little")

@@ -1,11 +1,17 @@
 """Small parts of the extraction loop."""
 
+import io
+
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from extract.datasets.base import Record
 from extract.encode import distinct_images
-from extract.loader import Item
-from extract.pipeline import aligned_batches
+from extract.loader import Item, RecordImages
+from extract.pipeline import LoopOptions, aligned_batches
+from extract.store.fields import nonfinite
 
 
 def test_batches_align_to_the_whole_split():
@@ -20,3 +26,60 @@ def test_each_image_is_encoded_once_per_batch():
     distinct, where = distinct_images(items)
     assert [item.record.image for item in distinct] == ["a", "b"]
     assert torch.equal(where, torch.tensor([0, 0, 1, 0]))
+
+
+class CountingImages:
+    """An adapter stand-in: JPEG bytes per image name, counting reads; "bad" is corrupt."""
+
+    def __init__(self):
+        self.reads = []
+
+    def read_image_bytes(self, record: Record) -> bytes:
+        self.reads.append(record.image)
+        if record.image == "bad":
+            return b"not a jpeg"
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 6), (10 * len(record.image), 0, 0)).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+
+def test_consecutive_questions_of_one_image_decode_it_once():
+    adapter = CountingImages()
+    records = [Record(f"k{i}", image, ["q"]) for i, image in enumerate(["a", "a", "b", "a"])]
+    dataset = RecordImages(adapter, records, 10, [(4, "bilinear")])
+    items = [dataset[i] for i in range(len(records))]
+    assert adapter.reads == ["a", "b", "a"]  # the second "a" follows "b": read again
+    assert [item.position for item in items] == [10, 11, 12, 13]
+    assert items[1].images is items[0].images and items[1].record.key == "k1"
+    assert items[0].original_size == (8, 6) and items[3].images[(4, "bilinear")].shape == (3, 4, 4)
+
+
+def test_an_unreadable_image_is_never_reused():
+    adapter = CountingImages()
+    records = [Record(f"k{i}", "bad", ["q"]) for i in range(2)]
+    dataset = RecordImages(adapter, records, 0, [(4, "bilinear")])
+    items = [dataset[0], dataset[1]]
+    assert adapter.reads == ["bad", "bad"]  # each record's failure is its own, and counted
+    assert all(item.error and item.images is None for item in items)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, ">f4"])
+def test_nonfinite_matches_numpy_isfinite(dtype):
+    values = np.linspace(-3, 3, 24).reshape(4, 6).astype(dtype)
+    extremes = np.array([np.finfo(values.dtype).max, np.finfo(values.dtype).tiny, -0.0])
+    assert not nonfinite(values) and not nonfinite(extremes.astype(dtype))
+    for bad in (np.nan, np.inf, -np.inf, -np.nan):
+        broken = values.copy()
+        broken[2, 3] = bad
+        assert nonfinite(broken) and nonfinite(broken[:, 1::2]) and not nonfinite(broken[:, ::2])
+    assert not nonfinite(np.arange(5))  # integers are always finite
+
+
+def test_the_loop_overlaps_its_stages_only_beside_a_gpu_by_default():
+    cpu = LoopOptions(device=torch.device("cpu"))
+    assert not cpu.overlapped and cpu.decoders() == 0
+    gpu = LoopOptions(device=torch.device("cuda"))
+    assert gpu.overlapped and gpu.decoders() >= 1
+    assert LoopOptions(workers=3).decoders() == 3
+    forced = LoopOptions(overlap=True)
+    assert forced.overlapped and forced.decoders() >= 1

@@ -178,7 +178,7 @@ class Quiet(StopAfter):
         super().__init__(batches=-1)
 
 
-def small_config(root, out, fmt="wds") -> ExtractConfig:
+def small_config(root, out, fmt="wds", overlap: bool | None = None) -> ExtractConfig:
     return ExtractConfig(
         dataset="snli_ve",
         root=root,
@@ -186,7 +186,7 @@ def small_config(root, out, fmt="wds") -> ExtractConfig:
         format=fmt,
         plan=PlanOptions(student_input="pixels:16@64", max_text_length=16),
         limits=ShardLimits(max_count=2),
-        loop=LoopOptions(batch_size=3, workers=0),
+        loop=LoopOptions(batch_size=3, workers=0, overlap=overlap),
         build_indices=False,
     )
 
@@ -200,16 +200,17 @@ def tree(directory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["wds", "hdf5"])
-def test_interrupted_extraction_resumes_byte_identical(tmp_path, fmt):
+@pytest.mark.parametrize("fmt,overlap", [("wds", False), ("wds", True), ("hdf5", False)])
+def test_interrupted_extraction_resumes_byte_identical(tmp_path, fmt, overlap):
+    # overlap=True: the writer thread a GPU run uses (the whole run in line is the reference)
     root = write_snli_ve(tmp_path / "data", {"train": 7, "dev": 1})
     run_extraction(small_config(root, tmp_path / "whole", fmt), Quiet())
     with pytest.raises(KeyboardInterrupt):
-        run_extraction(small_config(root, tmp_path / "cut", fmt), StopAfter(batches=1))
+        run_extraction(small_config(root, tmp_path / "cut", fmt, overlap), StopAfter(batches=1))
     assert not (tmp_path / "cut" / "manifest.json").exists()
     finished = sorted(p.name for p in (tmp_path / "cut" / "train").glob("*.idx.json"))
     assert finished  # at least the first shard was finished before the interruption
-    resumed = run_extraction(small_config(root, tmp_path / "cut", fmt), Quiet())
+    resumed = run_extraction(small_config(root, tmp_path / "cut", fmt, overlap), Quiet())
     # written once: the resumed run re-encodes the head of its first batch but writes only new ones
     assert resumed.timing["splits"]["train"]["samples"] == 7 - 2 * len(finished)
     assert tree(tmp_path / "cut") == tree(tmp_path / "whole")

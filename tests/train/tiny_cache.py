@@ -20,7 +20,9 @@ GRID = 4
 WIDTH = 8
 
 
-def fields(num_texts: int, image_tokens: bool = True, grid_width: int = WIDTH) -> dict:
+def fields(
+    num_texts: int, image_tokens: bool = True, grid_width: int = WIDTH
+) -> dict[str, FieldSpec]:
     specs = [
         FieldSpec("pixels", (GRID, 4 * 4 * 3), "uint8"),
         FieldSpec("token_ids", (num_texts, LENGTH), "int32"),

@@ -50,3 +50,18 @@ def test_bad_bytes_are_refused_with_the_reason():
         load_npy(saved.getvalue())
     with pytest.raises(ValueError, match="pickle"):
         npy_bytes(np.array([{"a": 1}], dtype=object))
+
+
+def test_short_data_and_unknown_versions_are_named():
+    with pytest.raises(ValueError, match="too short"):
+        load_npy(b"\x93NUM")
+    data = bytearray(npy_bytes(np.arange(3, dtype=np.int32)))
+    data[6] = 9  # format version 9.0
+    with pytest.raises(ValueError, match="version"):
+        load_npy(data)
+
+
+def test_version_2_headers_load():
+    saved = io.BytesIO()
+    np.lib.format.write_array(saved, np.arange(6, dtype=np.int16).reshape(2, 3), version=(2, 0))
+    np.testing.assert_array_equal(load_npy(saved.getvalue()), np.arange(6).reshape(2, 3))
