@@ -14,11 +14,16 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from extract.store.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from extract.extraction import ExtractConfig, ExtractResult
+    from extract.loader import Item
+    from extract.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 # BENCH_RESULTS and BENCH_WORK move them elsewhere (the tests do)
@@ -136,30 +141,42 @@ class Quiet:
         pass
 
 
+def demo_data() -> Path:
+    """The demo's synthetic data (its default size), generated once; returns the VQA root."""
+    from extract.datasets.synthetic import GeneratorConfig, generate
+
+    generate(GeneratorConfig(), DATA / "demo")
+    return DATA / "demo" / "vqa"
+
+
 @dataclass
 class Extraction:
-    """One extraction of the synthetic VQA data with the demo's settings."""
+    """One extraction of synthetic VQA data with the demo's settings."""
 
     name: str
     teachers: str = "effnet-lite0,minilm"
     limit: int | None = None
-    splits: tuple[str, ...] = ("train",)
+    splits: tuple[str, ...] | None = ("train",)  # None: every split
     storage: str = "fp16"
     student_input: str = "pixels:16@64"
     max_text_length: int = 16
     build_indices: bool = True
     overlap: bool | None = None  # the extraction loop's mode; None: its default
+    demo: bool = False  # the demo's data (4 splits, 1,500 training images), not the bench's
 
-    def config(self, device: torch.device, out: Path | None = None):
+    def root(self) -> Path:
+        return demo_data() if self.demo else synthetic_data()
+
+    def config(self, device: torch.device, out: Path | None = None) -> ExtractConfig:
         from extract.extraction import ExtractConfig
         from extract.pipeline import LoopOptions
         from extract.plan import PlanOptions
 
         return ExtractConfig(
             dataset="vqa",
-            root=synthetic_data(),
+            root=self.root(),
             out=out or WORK / self.name,
-            splits=list(self.splits),
+            splits=list(self.splits) if self.splits else None,
             plan=PlanOptions(
                 teachers=self.teachers,
                 student_input=self.student_input,
@@ -171,15 +188,33 @@ class Extraction:
             build_indices=self.build_indices,
         )
 
-    def run(self, device: torch.device, out: Path | None = None):
-        """Extract (a no-op when the cache is already there); returns the ExtractResult."""
+    def run(self, device: torch.device, out: Path | None = None) -> ExtractResult:
+        """Extract (a no-op when the cache is already there)."""
         from extract.extraction import run_extraction
 
         started = time.perf_counter()
         result = run_extraction(self.config(device, out), Quiet)
-        if not result.cache_hit:
+        if result.cache_hit:
+            print(f"  reusing {out or WORK / self.name} (delete it to extract again)", flush=True)
+        else:
             print(f"  extracted {self.name} in {time.perf_counter() - started:.1f} s", flush=True)
         return result
+
+    def decoded(self, count: int, device: torch.device) -> tuple[Plan, list[Item]]:
+        """The plan (encoders on ``device``) and the first ``count`` training records with their
+        images decoded and resized, as the extraction's loader gives them."""
+        from extract.datasets import open_dataset
+        from extract.loader import RecordImages, image_key
+        from extract.plan import make_plan
+
+        adapter = open_dataset("vqa", self.root())
+        records = list(adapter.records("train"))[:count]
+        plan = make_plan(self.config(device).plan, adapter.num_texts, has_boxes=False)
+        for encoder in plan.encoders:
+            encoder.to(device)
+        keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
+        dataset = RecordImages(adapter, records, 0, keys)
+        return plan, [dataset[i] for i in range(len(dataset))]
 
 
 def per_second(count: int, seconds: float) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import TYPE_CHECKING
 
 import click
 import torch
@@ -25,26 +26,20 @@ from benchmarks.common import (
     pick_device,
     record,
     synchronize,
-    synthetic_data,
 )
+
+if TYPE_CHECKING:
+    from extract.plan import Plan
 
 COMMAND = "python -m benchmarks.extraction"
 
 
-def forward_batches(setup: Extraction, count: int, batch_size: int):
+def forward_batches(setup: Extraction, count: int, batch_size: int) -> tuple[Plan, list[tuple]]:
     """The plan's teachers and the inputs of the extraction's batches, prepared beforehand."""
-    from extract.datasets import open_dataset
     from extract.encode import distinct_images
-    from extract.loader import RecordImages, image_key
-    from extract.plan import make_plan
+    from extract.loader import image_key
 
-    config = setup.config(torch.device("cpu"))
-    adapter = open_dataset("vqa", synthetic_data())
-    records = list(adapter.records("train"))[:count]
-    plan = make_plan(config.plan, adapter.num_texts, has_boxes=False)
-    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records, 0, keys)
-    items = [dataset[i] for i in range(len(dataset))]
+    plan, items = setup.decoded(count, torch.device("cpu"))
     batches = []
     for start in range(0, len(items), batch_size):
         distinct, _ = distinct_images(items[start : start + batch_size])
@@ -54,7 +49,7 @@ def forward_batches(setup: Extraction, count: int, batch_size: int):
     return plan, batches
 
 
-def time_forward(plan, batches, device: torch.device) -> float:
+def time_forward(plan: Plan, batches: list[tuple], device: torch.device) -> float:
     """Seconds of the teachers' forward passes over ``batches`` (inputs already on the device)."""
     from extract.encode import autocast
 

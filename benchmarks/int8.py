@@ -26,47 +26,18 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import DATA, WORK, Quiet, pick_device, record
+from benchmarks.common import WORK, Extraction, pick_device, record
 
 COMMAND = "python -m benchmarks.int8"
 SAMPLES_FOR_COSINE = 256
 TEACHER_FIELDS = ("img_emb", "img_grid", "txt_emb", "txt_tok")
 
 
-def demo_data() -> Path:
-    """The demo's synthetic data (its default size), generated once."""
-    from extract.datasets.synthetic import GeneratorConfig, generate
-
-    out = DATA / "demo"
-    generate(GeneratorConfig(), out)
-    return out / "vqa"
-
-
 def extract(storage: str, device: torch.device) -> Path:
-    from extract.extraction import ExtractConfig, run_extraction
-    from extract.pipeline import LoopOptions
-    from extract.plan import PlanOptions
-    from train.demo import DemoConfig
-
-    demo = DemoConfig()
-    out = WORK / f"int8-demo-{storage}"
-    config = ExtractConfig(
-        dataset="vqa",
-        root=demo_data(),
-        out=out,
-        plan=PlanOptions(
-            student_input=demo.student_input,
-            max_text_length=demo.max_text_length,
-            storage=storage,
-        ),
-        loop=LoopOptions(device=device),
-    )
-    result = run_extraction(config, Quiet)
-    if result.cache_hit:
-        print(f"  reusing {out} (delete it to extract again)", flush=True)
-    else:
-        print(f"  extracted {out} in {result.timing['wall_s']:.0f} s", flush=True)
-    return out
+    """The demo's VQA extraction (every split) with ``storage``; a cache hit when it is there."""
+    setup = Extraction(f"int8-demo-{storage}", splits=None, storage=storage, demo=True)
+    setup.run(device)
+    return WORK / setup.name
 
 
 def bytes_per_sample(cache: Path) -> float:
@@ -94,24 +65,10 @@ def member_bytes(cache: Path) -> dict[str, int]:
 
 def teacher_outputs(device: torch.device) -> dict[str, np.ndarray]:
     """float32 teacher outputs of the first training samples, as the extraction computes them."""
-    from extract.datasets import open_dataset
     from extract.encode import encode_batch
-    from extract.loader import RecordImages, image_key
-    from extract.plan import PlanOptions, make_plan
-    from train.demo import DemoConfig
 
-    demo = DemoConfig()
-    options = PlanOptions(
-        student_input=demo.student_input, max_text_length=demo.max_text_length, storage="fp32"
-    )
-    adapter = open_dataset("vqa", demo_data())
-    records = list(adapter.records("train"))[:SAMPLES_FOR_COSINE]
-    plan = make_plan(options, adapter.num_texts, has_boxes=False)
-    for encoder in plan.encoders:
-        encoder.to(device)
-    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records, 0, keys)
-    items = [dataset[i] for i in range(len(dataset))]
+    setup = Extraction("int8-cosine", storage="fp32", demo=True)
+    plan, items = setup.decoded(SAMPLES_FOR_COSINE, device)
     rows = []
     for start in range(0, len(items), 32):
         rows += encode_batch(plan, items[start : start + 32], device)

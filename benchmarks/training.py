@@ -31,7 +31,6 @@ from benchmarks.common import (
     pick_device,
     record,
     synchronize,
-    synthetic_data,
 )
 
 COMMAND = "python -m benchmarks.training"
@@ -136,18 +135,12 @@ class OnlineTeachers:
     """Adds the targets a cache would hold to a batch by running the teachers on it."""
 
     def __init__(self, extraction: Extraction, device: torch.device):
-        from extract.datasets import open_dataset
-        from extract.loader import RecordImages, image_key
-        from extract.plan import make_plan
+        from extract.loader import image_key
 
-        config = extraction.config(device)
-        adapter = open_dataset("vqa", synthetic_data())
-        records = list(adapter.records("train"))[: extraction.limit]
-        plan = make_plan(config.plan, adapter.num_texts, has_boxes=False)
-        self.image, self.text, self.device = plan.image.to(device), plan.text.to(device), device
+        plan, items = extraction.decoded(extraction.limit, device)
+        self.image, self.text, self.device = plan.image, plan.text, device
         size = image_key(plan.image.preprocess)
-        dataset = RecordImages(adapter, records, 0, [size])
-        self.images = {r.key: dataset[i].images[size] for i, r in enumerate(records)}
+        self.images = {item.record.key: item.images[size] for item in items}
 
     def __call__(self, batch: dict) -> dict:
         from extract.encode import autocast
