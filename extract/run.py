@@ -151,14 +151,19 @@ def summary(result: ExtractResult, out: Path) -> str:
     "--workers",
     type=int,
     default=None,
-    help="DataLoader workers decoding images [default: 0 when the teachers run on the CPU, "
-    "where they would take its cores; else min(4, CPUs)].",
+    help="DataLoader workers decoding images [default: min(4, CPUs) when overlapped, else 0].",
 )
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="auto",
     help="Where the teachers run.",
+)
+@click.option(
+    "--overlap/--no-overlap",
+    default=None,
+    help="Decode and write beside the teachers (workers, a writer thread) [default: only when "
+    "they run on a GPU; on a CPU they would share its cores].",
 )
 @click.option(
     "--on-error",
@@ -209,6 +214,7 @@ def main(**options) -> None:
             options["workers"],
             pick_device(options["device"]),
             options["on_error"],
+            options["overlap"],
         ),
         build_indices=not options["no_index"],
     )

@@ -46,6 +46,7 @@ def test_offline_teachers_on_each_format(tmp_path, dataset):
     root = WRITERS[dataset](tmp_path / "data", COUNTS[dataset])
     out = tmp_path / "cache"
     extra = ["--dataset-option", "min_answer_count=1"] if dataset == "vqa" else []
+    extra += ["--overlap"] if dataset == "pairs" else []  # a writer thread beside CPU teachers
     result = run(
         ["--dataset", dataset, "--root", str(root), "--out", str(out), "--no-index", *FAST, *extra]
     )
@@ -64,6 +65,7 @@ def test_offline_teachers_on_each_format(tmp_path, dataset):
     )
     assert fields["pixels"].shape == (16, 768) and fields["pixels"].storage == "uint8"
     assert "zeroshot" not in fields  # effnet-lite0 and minilm share no space
+    assert cache.manifest.runtime["overlapped"] == (dataset == "pairs")
     expected = dict(COUNTS[dataset])
     if dataset == "vcr":
         expected["test"] *= 4  # one record per candidate answer on the hidden-label split
@@ -258,6 +260,7 @@ def test_help_explains_every_option():
         "--batch-size",
         "--workers",
         "--device",
+        "--overlap",
         "--on-error",
         "--limit",
     ):
@@ -273,6 +276,7 @@ def test_tiny_open_clip_then_verify_and_search(tmp_path, dataset):
     teacher, _ = write_tiny_clip(tmp_path)
     out = tmp_path / "cache"
     extra = ["--dataset-option", "min_answer_count=1"] if dataset == "vqa" else []
+    extra += ["--overlap"] if dataset == "pairs" else []  # a writer thread beside CPU teachers
     args = ["--dataset", dataset, "--root", str(root), "--out", str(out), "--teachers", teacher]
     result = run([*args, *FAST, "--max-text-length", "16", *extra])
     assert result.exit_code == 0, result.output
