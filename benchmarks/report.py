@@ -22,7 +22,8 @@ def number(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{key}: {number(v)}" for key, v in value.items())
     if isinstance(value, float):
-        return f"{value:#.3g}"  # three significant digits, trailing zeros kept: 1.00, 0.970
+        text = f"{value:.3g}"  # three significant digits: 0.97, -0.05, 8.02e-05
+        return text if any(c in text for c in ".ena") else f"{text}.0"  # a float stays one: 1.0
     return str(value)
 
 

@@ -44,8 +44,14 @@ def test_record_merges_into_results_and_the_table_keeps_the_hand_written_text(
     assert "old table" not in text and text.startswith("# Benchmarks\n\nintro\n")
     assert text.endswith(f"{report.END}\n\nprofiles\n")
     rows = [line for line in text.splitlines() if line.startswith("| `")]
-    assert rows[0].startswith("| `faiss_recall_at_10` | >= 0.95 | 1e4: 0.990 | yes |")
-    assert rows[1].startswith("| `extract_scaling` | <= 4.4 | 3.90 | yes |")
+    assert rows[0].startswith("| `faiss_recall_at_10` | >= 0.95 | 1e4: 0.99 | yes |")
+    assert rows[1].startswith("| `extract_scaling` | <= 4.4 | 3.9 | yes |")
+    assert [report.number(v) for v in (1.0, -0.05, 8.02e-05, 12.0)] == [
+        "1.0",
+        "-0.05",
+        "8.02e-05",
+        "12.0",
+    ]
     report.rewrite(page, results)  # a second rewrite changes nothing
     assert page.read_text() == text
 
