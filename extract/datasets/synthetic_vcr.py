@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .synthetic_scenes import COLOURS, SHAPES, Scene
+from .synthetic_scenes import COLOURS, SHAPES, Scene, Thing
 from .synthetic_text import (
     NUMBER_WORDS,
     QUESTIONS,
@@ -79,13 +79,22 @@ def vcr_item(scene: Scene, kind: str, say: Say) -> dict[str, Any] | None:
 Built = tuple[Tokens, list[Tokens], list[Tokens], int] | None
 
 
-def _colour(scene: Scene, say: Say) -> Built:
-    candidates = unique(scene, "shape")
+def _named_thing(scene: Scene, say: Say, by: str) -> tuple[Thing, Tokens] | None:
+    """A thing whose ``by`` (shape or colour) no other thing shares, so that it alone names it,
+    and its object reference; None when the scene has none."""
+    candidates = unique(scene, by)
     if not candidates:
         return None
     thing = say.prefer(candidates)
     say.mark(thing.pair)
-    ref = [scene.things.index(thing)]
+    return thing, [scene.things.index(thing)]
+
+
+def _colour(scene: Scene, say: Say) -> Built:
+    named = _named_thing(scene, say, by="shape")
+    if named is None:
+        return None
+    thing, ref = named
     others = [c for c in COLOURS if c != thing.colour]
     colours = [thing.colour] + [others[i] for i in say.rng.permutation(len(others))[:3].tolist()]
     question = fill(say.template(QUESTIONS, "colour"), obj=ref)
@@ -98,12 +107,10 @@ def _colour(scene: Scene, say: Say) -> Built:
 
 
 def _shape(scene: Scene, say: Say) -> Built:
-    candidates = unique(scene, "colour")
-    if not candidates:
+    named = _named_thing(scene, say, by="colour")
+    if named is None:
         return None
-    thing = say.prefer(candidates)
-    say.mark(thing.pair)
-    ref = [scene.things.index(thing)]
+    thing, ref = named
     shapes = [thing.shape] + [s for s in SHAPES if s != thing.shape]
     question = fill(say.template(QUESTIONS, "shape"), colour=say.word(thing.colour))
     answers = [fill("It is {shape} .", shape=article(say.word(s))) for s in shapes]
@@ -134,12 +141,10 @@ def _count(scene: Scene, say: Say) -> Built:
 
 
 def _position(scene: Scene, say: Say) -> Built:
-    candidates = unique(scene, "shape")
-    if not candidates:
+    named = _named_thing(scene, say, by="shape")
+    if named is None:
         return None
-    thing = say.prefer(candidates)
-    say.mark(thing.pair)
-    ref = [scene.things.index(thing)]
+    thing, ref = named
     horizontal, vertical = thing.sides(scene.size)
     question = fill(say.template(QUESTIONS, "position"), obj=ref)
     answers = [fill("In the {v} {h} .", v=v, h=h) for v, h in QUADRANTS]
