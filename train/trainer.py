@@ -212,7 +212,7 @@ class Trainer:
                 )
                 bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
                 losses = self.train_epoch(
-                    model, loader, optimizer, scheduler, means, weights, batches, bar, log_step
+                    model, loader, optimizer, scheduler, means, weights, bar, log_step
                 )
                 entry = {
                     "kind": "epoch",
@@ -279,7 +279,7 @@ class Trainer:
         return loss, {name: float(torch.as_tensor(value).detach()) for name, value in parts.items()}
 
     def train_epoch(
-        self, model, loader, optimizer, scheduler, means, weights, batches, bar, log_step
+        self, model, loader, optimizer, scheduler, means, weights, bar, log_step
     ) -> dict:
         """One pass over the training data; logs every optimiser step through ``log_step``."""
         model.train()
