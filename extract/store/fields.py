@@ -159,8 +159,7 @@ def decode(
     if spec.has_scale:
         if scale is None:
             raise ValueError(f"field {spec.name!r}: int8 values found without their scale")
-        # (caches written before the 0-d fix hold the scale of a 1-D field as shape (1,))
-        scale = scale.astype(np.float32).reshape(*values.shape[:-1], 1)
+        scale = scale.astype(np.float32)[..., None]
         restored = values.astype(np.float32) * scale
         return restored if as_float32 else restored.astype(np.float16)
     return values.astype(np.float32) if as_float32 else values

@@ -17,7 +17,7 @@ from typing import Any
 from .atomic import canonical_json, read_json, write_json_atomic
 from .fields import FieldSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an int8 field and its scales are one tar member
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("wds", "hdf5")
 
@@ -216,7 +216,8 @@ def load_manifest(cache_dir: str | Path) -> Manifest:
     if version != FORMAT_VERSION:
         raise ValueError(
             f"{path}: cache format version {version!r}, this code reads version "
-            f"{FORMAT_VERSION}; extract the cache again with this version"
+            f"{FORMAT_VERSION}; delete {Path(cache_dir)} (or choose another --out) and extract "
+            "it again with this version"
         )
     manifest = Manifest.from_json(data)
     stored_key = data.get("cache_key")

@@ -18,9 +18,9 @@ MAGIC = b"\x93NUMPY"
 
 
 @lru_cache(maxsize=1024)
-def _header(descr: str, shape: tuple[int, ...]) -> bytes:
+def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
-    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     try:
         np.lib.format.write_array_header_1_0(buffer, header)  # what numpy.save writes
     except ValueError:  # a header over 64 KiB (a shape with very many axes)
@@ -33,7 +33,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     array = np.asarray(array, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     if array.dtype.hasobject:
         raise ValueError("object arrays cannot be stored (they would need pickle)")
-    return _header(np.lib.format.dtype_to_descr(array.dtype), array.shape) + array.tobytes()
+    return _header(array.dtype, array.shape) + array.tobytes()
 
 
 @lru_cache(maxsize=1024)

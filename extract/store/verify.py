@@ -139,13 +139,8 @@ def _verify_sample(
             )
         elif nonfinite(values) or (scale is not None and nonfinite(scale)):
             problems.append(f"{where}: sample {key!r}, field {name!r}: NaN or infinite values")
-        elif scale is not None and scale.shape not in (spec.scale_shape, legacy(spec)):
+        elif scale is not None and scale.shape != spec.scale_shape:
             problems.append(f"{where}: sample {key!r}, field {name!r}: scale shape {scale.shape}")
-
-
-def legacy(spec) -> tuple[int, ...]:
-    """The scale shape of a 1-D int8 field in caches written before it became 0-d."""
-    return (1,) if spec.scale_shape == () else spec.scale_shape
 
 
 def format_report(report: VerifyReport) -> str:

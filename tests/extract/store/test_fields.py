@@ -78,5 +78,3 @@ def test_int8_scale_of_a_one_dimensional_field_is_a_number():
     vector = np.linspace(-1, 1, 8, dtype=np.float32)
     values, scale = encode(spec, vector)
     assert scale.shape == () and decode(spec, values, scale, as_float32=True).shape == (8,)
-    # caches written before this was fixed hold it as shape (1,): still read as a vector
-    assert decode(spec, values, scale.reshape(1), as_float32=True).shape == (8,)
