@@ -21,7 +21,15 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
     "training": (True, ("cache_speedup", "cache_speedup_vit_b16", "loader_headroom")),
     "reader_memory": (False, ("reader_memory_growth",)),
     "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
-    "int8": (True, ("int8_bytes_ratio", "int8_cosine_error", "int8_accuracy_delta")),
+    "int8": (
+        True,
+        (
+            "int8_bytes_ratio",
+            "int8_whole_sample_bytes_ratio",
+            "int8_cosine_error",
+            "int8_accuracy_delta",
+        ),
+    ),
 }
 
 

@@ -2,8 +2,8 @@
 
 Per sample the members are ``<key>.<field>.npy`` and ``<key>.json``, so plain
 ``webdataset.WebDataset`` and ``tarfile`` read the shard. An int8 field is one structured array
-with a record ``(values [D] int8, scale float32)`` per vector: a separate scale member would cost
-a tar header and a padded block (1 KiB) per field and sample, 4% of an int8 sample of the demo.
+with a record ``(values [D] int8, scale float32)`` per vector: a separate scale member cost a tar
+header and a padded block (1 KiB) per field and sample.
 Headers carry no time, user or group, so the same samples always give the same bytes. The writer
 returns where each member's data starts, which the offset index stores for random access.
 """
@@ -28,21 +28,31 @@ def member_names(fields: dict[str, FieldSpec]) -> list[str]:
     return [f"{name}.npy" for name in fields] + ["json"]
 
 
+def int8_records(width: int) -> np.dtype:
+    """One stored vector of an int8 field: its ``width`` values and their float32 scale."""
+    return np.dtype([("values", np.int8, (width,)), ("scale", "<f4")])
+
+
 def pack_int8(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """int8 vectors ``[..., D]`` and their scales ``[...]`` as one structured array ``[...]``."""
-    dtype = np.dtype([("values", np.int8, (values.shape[-1],)), ("scale", "<f4")])
-    packed = np.empty(values.shape[:-1], dtype)
+    if values.dtype != np.int8 or scale.shape != values.shape[:-1]:
+        raise ValueError(
+            f"int8 storage needs int8 values [..., D] and one scale per vector; got "
+            f"{values.dtype}{list(values.shape)} and a scale of shape {list(scale.shape)}"
+        )
+    packed = np.empty(values.shape[:-1], int8_records(values.shape[-1]))
     packed["values"] = values
     packed["scale"] = scale
     return packed
 
 
 def unpack_int8(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(values, scale)`` of a :func:`pack_int8` array, each a contiguous copy (np.array, not
-    ascontiguousarray, which would make the 0-d scale of a 1-D field 1-d)."""
-    if packed.dtype.names != ("values", "scale"):
-        raise ValueError(f"holds {packed.dtype}, not int8 values with their scales")
-    return np.array(packed["values"]), np.array(packed["scale"])
+    """``(values, scale)`` of a :func:`pack_int8` array, as views (decoding copies them)."""
+    names = packed.dtype.names or ()
+    width = packed.dtype["values"].shape[-1] if "values" in names else 0
+    if width == 0 or packed.dtype != int8_records(width):
+        raise ValueError(f"holds {packed.dtype}, not int8 values with their float32 scales")
+    return packed["values"], packed["scale"]
 
 
 class TarShardWriter:
