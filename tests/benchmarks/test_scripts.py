@@ -39,8 +39,8 @@ def test_extraction_script(tmp_path):
     # the fastest of two interleaved extractions against the fastest of three forward timings
     assert len(details["extraction_s"]) == 2 and len(details["forward_only_s"]) == 3
     assert details["extraction"]["seconds"] == min(details["extraction_s"])
-    forward_rate = 32 / min(details["forward_only_s"])
-    assert details["forward_only_samples_per_s"] == pytest.approx(forward_rate, rel=1e-3)
+    forward_rate = 32 / min(details["forward_only_s"])  # from seconds rounded to 1 ms
+    assert details["forward_only_samples_per_s"] == pytest.approx(forward_rate, rel=0.01)
     other = efficiency["details"]["extraction_in_the_other_loop_mode"]
     assert other["overlapped"] != efficiency["details"]["extraction"]["overlapped"]
     assert scaling["details"]["1x"]["samples"] == 8 and scaling["value"] > 0
