@@ -20,7 +20,6 @@ with the demo's settings and seeds (``train.demo``'s own training command).
 
 from __future__ import annotations
 
-import json
 import tarfile
 from datetime import date
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import WORK, Extraction, pick_device, record
+from extract.store import load_manifest
+from extract.store.manifest import ShardRecord
 
 COMMAND = "python -m benchmarks.int8"
 SAMPLES_FOR_COSINE = 256
@@ -42,23 +43,26 @@ def extract(storage: str, device: torch.device) -> Path:
     return WORK / setup.name
 
 
+def shards(cache: Path) -> list[ShardRecord]:
+    """Every shard of the cache, over every split."""
+    return [shard for split in load_manifest(cache).splits.values() for shard in split.shards]
+
+
 def bytes_per_sample(cache: Path) -> float:
     """Shard bytes (tar files and their offset indices) per sample, over every split."""
-    splits = json.loads((cache / "manifest.json").read_text())["splits"]
-    shards = [shard for split in splits.values() for shard in split["shards"]]
-    stored = sum(shard["file"]["bytes"] + shard["index"]["bytes"] for shard in shards)
-    return stored / sum(shard["count"] for shard in shards)
+    records = shards(cache)
+    stored = sum(shard.file.bytes + shard.index.bytes for shard in records)
+    return stored / sum(shard.count for shard in records)
 
 
 def member_bytes(cache: Path) -> dict[str, float]:
     """Bytes per sample of each member kind (``img_grid.npy``, ``json``, ...), tar header and
     padding included, over every sample of every split."""
-    splits = json.loads((cache / "manifest.json").read_text())["splits"]
     totals: dict[str, int] = {}
     samples = 0
-    for shard in (shard for split in splits.values() for shard in split["shards"]):
-        samples += shard["count"]
-        with tarfile.open(cache / shard["file"]["name"]) as tar:
+    for shard in shards(cache):
+        samples += shard.count
+        with tarfile.open(cache / shard.file.name) as tar:
             for member in tar:
                 padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 kind = member.name.split(".", 1)[1]
@@ -68,8 +72,7 @@ def member_bytes(cache: Path) -> dict[str, float]:
 
 def quantised_fields(cache: Path) -> set[str]:
     """The fields ``--storage int8`` stores as int8: the teachers' features."""
-    fields = json.loads((cache / "manifest.json").read_text())["fields"]
-    return {name for name, spec in fields.items() if spec["storage"] == "int8"}
+    return {name for name, spec in load_manifest(cache).fields.items() if spec.storage == "int8"}
 
 
 def teacher_outputs(device: torch.device) -> dict[str, np.ndarray]:
