@@ -159,8 +159,7 @@ def decode(
     if spec.has_scale:
         if scale is None:
             raise ValueError(f"field {spec.name!r}: int8 values found without their scale")
-        scale = scale.astype(np.float32)[..., None]
-        restored = values.astype(np.float32) * scale
+        restored = values.astype(np.float32) * scale.astype(np.float32)[..., None]
         return restored if as_float32 else restored.astype(np.float16)
     return values.astype(np.float32) if as_float32 else values
 

@@ -141,8 +141,7 @@ class TarShardReader:
             span = next(spans)
             if wanted is not None and name not in wanted:
                 continue
-            stored = self._load(span)
-            arrays[name] = self._unpack(span, stored) if spec.has_scale else (stored, None)
+            arrays[name] = self._load(span, spec.has_scale)
         meta = self._read_span(next(spans))
         return arrays, meta
 
@@ -162,18 +161,11 @@ class TarShardReader:
             )
         return data
 
-    def _load(self, span: tuple[int, int]) -> np.ndarray:
+    def _load(self, span: tuple[int, int], int8: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(values, scale)`` of one field's member (``scale`` is None unless ``int8``)."""
         try:
-            return load_npy(self._read_span(span))
-        except ValueError as error:
-            raise ValueError(
-                f"{self.path}: the member at offset {span[0]} {error}; "
-                "run python -m extract.verify and extract again"
-            ) from None
-
-    def _unpack(self, span: tuple[int, int], stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            return unpack_int8(stored)
+            stored = load_npy(self._read_span(span))
+            return unpack_int8(stored) if int8 else (stored, None)
         except ValueError as error:
             raise ValueError(
                 f"{self.path}: the member at offset {span[0]} {error}; "
