@@ -128,19 +128,6 @@ def synthetic_data(images: int = DATA_IMAGES) -> Path:
     return out / "vqa"
 
 
-class Quiet:
-    """A progress bar that shows nothing (the scripts print their own lines)."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def update(self, count: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def demo_data() -> Path:
     """The demo's synthetic data (its default size), generated once; returns the VQA root."""
     from extract.datasets.synthetic import GeneratorConfig, generate
@@ -193,7 +180,7 @@ class Extraction:
         from extract.extraction import run_extraction
 
         started = time.perf_counter()
-        result = run_extraction(self.config(device, out), Quiet)
+        result = run_extraction(self.config(device, out))
         if result.cache_hit:
             print(f"  reusing {out or WORK / self.name} (delete it to extract again)", flush=True)
         else:

@@ -22,7 +22,8 @@ from extract.store.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 
-# progress(total, initial, split, bytes_per_sample) -> an object with update(n) and close()
+# progress(total, initial, split, bytes_per_sample) -> an object with update(n) and close();
+# None shows nothing
 ProgressFactory = Callable[[int, int, str], Any]
 
 
@@ -91,7 +92,7 @@ def means_split(splits: list[str]) -> str:
     return "train" if "train" in splits else splits[0]
 
 
-def run_extraction(config: ExtractConfig, progress: ProgressFactory) -> ExtractResult:
+def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = None) -> ExtractResult:
     started = time.perf_counter()
     adapter = open_dataset(config.dataset, config.root, **config.dataset_options)
     splits = config.splits or adapter.splits()
@@ -113,11 +114,15 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory) -> ExtractR
         if split_means is not None and writer.resume_position:
             add_finished(builder, split, split_means)
         bytes_per_sample = sum(spec.bytes_per_sample for spec in plan.fields.values())
-        bar = progress(len(records[split]), writer.resume_position, split, bytes_per_sample)
+        bar = None
+        if progress is not None:
+            bar = progress(len(records[split]), writer.resume_position, split, bytes_per_sample)
+        on_progress = None if bar is None else bar.update
         split_timing = extract_split(
-            plan, adapter, records[split], writer, config.loop, split_means, bar.update
+            plan, adapter, records[split], writer, config.loop, split_means, on_progress
         )
-        bar.close()
+        if bar is not None:
+            bar.close()
         writer.close()
         timing["splits"][split] = split_timing.as_dict()
         total.add(split_timing)

@@ -175,11 +175,6 @@ class StopAfter:
         pass
 
 
-class Quiet(StopAfter):
-    def __init__(self):
-        super().__init__(batches=-1)
-
-
 def small_config(root, out, fmt="wds", overlap: bool | None = None) -> ExtractConfig:
     return ExtractConfig(
         dataset="snli_ve",
@@ -206,13 +201,13 @@ def tree(directory):
 def test_interrupted_extraction_resumes_byte_identical(tmp_path, fmt, overlap):
     # overlap=True: the writer thread a GPU run uses (the whole run in line is the reference)
     root = write_snli_ve(tmp_path / "data", {"train": 7, "dev": 1})
-    run_extraction(small_config(root, tmp_path / "whole", fmt), Quiet())
+    run_extraction(small_config(root, tmp_path / "whole", fmt))
     with pytest.raises(KeyboardInterrupt):
         run_extraction(small_config(root, tmp_path / "cut", fmt, overlap), StopAfter(batches=1))
     assert not (tmp_path / "cut" / "manifest.json").exists()
     finished = sorted(p.name for p in (tmp_path / "cut" / "train").glob("*.idx.json"))
     assert finished  # at least the first shard was finished before the interruption
-    resumed = run_extraction(small_config(root, tmp_path / "cut", fmt, overlap), Quiet())
+    resumed = run_extraction(small_config(root, tmp_path / "cut", fmt, overlap))
     # written once: the resumed run re-encodes the head of its first batch but writes only new ones
     assert resumed.timing["splits"]["train"]["samples"] == 7 - 2 * len(finished)
     assert tree(tmp_path / "cut") == tree(tmp_path / "whole")
