@@ -73,12 +73,11 @@ def make_setup(cache: Path, device: torch.device, fraction: float | None = None)
 
 
 def loader(setup: Setup, with_targets: bool, epoch: int = 0):
-    from train.data import Collate, train_loader
+    from train.data import train_loader
 
     trainer = setup.trainer
-    fields = trainer.fields if with_targets else trainer.fields[:3]  # visual, token ids, lengths
-    targets = tuple(n for n in fields if n in ("img_grid", "img_emb", "txt_tok", "txt_emb"))
-    collate = Collate(trainer.task, trainer.visual, targets)
+    fields = trainer.fields.training if with_targets else trainer.fields.inputs
+    collate = trainer.collate() if with_targets else trainer.collate().inputs_only()
     return train_loader(
         trainer.config.cache,
         trainer.config.train_split,

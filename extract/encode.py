@@ -58,9 +58,13 @@ def encode_batch(
             out["student_grid"] = student["grid"][where]
         if "regions" in plan.fields:
             out.update(region_features(image["grid"], items, plan.options.max_regions))
+        if "student_regions" in plan.fields:  # the same boxes over the student's own features
+            pooled = region_features(out["student_grid"], items, plan.options.max_regions)
+            out["student_regions"] = pooled["regions"]
     arrays = {name: to_numpy(value, plan.fields[name].storage) for name, value in out.items()}
     arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
     arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
+    arrays["token_spans"] = plan.text.token_spans(texts).reshape(count, num_texts, -1, 2)
     return [{name: value[i] for name, value in arrays.items()} for i in range(count)]
 
 

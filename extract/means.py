@@ -18,6 +18,7 @@ MEAN_FIELDS = {
     "txt_tok": "token_len",
     "student_grid": None,
     "regions": "region_count",
+    "student_regions": "region_count",
 }
 
 

@@ -8,11 +8,13 @@ Field names (shapes per sample; C candidate texts, L tokens, T grid cells, R reg
 | ``img_grid`` | ``[T, D_img]`` | image teacher, grid (``--no-image-tokens`` drops it) |
 | ``txt_emb`` | ``[C, D_txt]`` | text teacher, pooled, each candidate |
 | ``txt_tok`` | ``[C, L, D_txt]`` | text teacher, per token (``--no-text-tokens`` drops it) |
-| ``token_ids``, ``token_len`` | ``[C, L]``, ``[C]`` | text teacher's tokenizer (= student's) |
+| ``token_ids``, ``token_len`` | ``[C, L]``, ``[C]`` | text teacher's tokenizer (= own student's) |
+| ``token_spans`` | ``[C, L, 2]`` | each token's characters in its text; ``(0, 0)``: special token |
 | ``zeroshot`` | ``[C]`` | ``logit_scale * cos(img_emb, txt_emb)``, teachers sharing a space |
 | ``pixels`` | ``[T_s, P*P*3]`` uint8 | ``pixels:P`` student input |
 | ``student_grid`` | ``[T_s, D_s]`` | a frozen image encoder as student input |
 | ``regions`` | ``[R, D_img]`` | the teacher grid RoI-aligned over the dataset's boxes |
+| ``student_regions`` | ``[R, D_s]`` | ``student_grid`` RoI-aligned over the same boxes |
 | ``region_boxes``, ``region_count`` | ``[R, 4]``, ``[1]`` | those boxes (0..1) and how many |
 """
 
@@ -112,6 +114,7 @@ def plan_fields(
         FieldSpec("txt_emb", (num_texts, d_txt), store, text.fingerprint),
         FieldSpec("token_ids", (num_texts, length), "int32", text.fingerprint),
         FieldSpec("token_len", (num_texts,), "int32", text.fingerprint),
+        FieldSpec("token_spans", (num_texts, length, 2), "int32", text.fingerprint),
     ]
     if options.image_tokens:
         fields.append(FieldSpec("img_grid", image.fields["grid"], store, image.fingerprint))
@@ -136,6 +139,11 @@ def plan_fields(
             FieldSpec("region_boxes", (regions, 4), "fp32", "dataset boxes / image size"),
             FieldSpec("region_count", (1,), "int32", "dataset boxes"),
         ]
+        if student is not image and "student_grid" in {spec.name for spec in fields}:
+            width = student.fields["grid"][-1]
+            fields.append(
+                FieldSpec("student_regions", (regions, width), store, student.fingerprint)
+            )
     return {spec.name: spec for spec in fields}
 
 

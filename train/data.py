@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from extract.store import CacheReader, StreamingDataset
 from train.tasks import TaskSpec
+from train.text_inputs import TeacherTokens, gold_rows, stack
 
 Where = list[tuple[str, str]]
 
@@ -96,20 +96,30 @@ class KeyedSamples(Dataset):
 
 @dataclass
 class Collate:
-    """Samples -> tensors. Targets of the gold candidate of each group are picked here."""
+    """Samples -> tensors. Targets of the gold candidate of each group are picked here.
+
+    ``text`` decides how the student reads the texts (the cached ids, or its own tokenizer);
+    ``visual_count`` names the field that counts a sample's real visual tokens (regions).
+    """
 
     task: TaskSpec
     visual_field: str
     target_fields: tuple[str, ...] = ()
+    text: object = field(default_factory=TeacherTokens)
+    visual_count: str | None = None
 
     def __call__(self, samples: list[dict]) -> dict:
+        text = self.text.inputs(samples)
         batch = {
             "keys": [s["__key__"] for s in samples],
             "metas": [s["meta"] for s in samples],
             "visual": stack(samples, self.visual_field),
-            "token_ids": stack(samples, "token_ids").long(),
-            "token_len": stack(samples, "token_len").long(),
+            "token_ids": text["token_ids"],
+            "token_len": text["token_len"],
         }
+        if self.visual_count is not None:
+            counts = stack(samples, self.visual_count).reshape(-1, 1)
+            batch["visual_mask"] = torch.arange(batch["visual"].shape[1])[None] < counts
         labels = [[self.label(s["meta"], g) for g in self.task.groups] for s in samples]
         batch["labels"] = torch.tensor(labels)  # [B, G]; -1 where the label is hidden (test)
         gold = torch.tensor([self.gold(s["meta"]) for s in samples])
@@ -117,13 +127,21 @@ class Collate:
         if self.task.kind == "soft_score":
             batch["soft"] = torch.stack([self.task.soft_targets(s["meta"]) for s in samples])
         for name in self.target_fields:
-            values = stack(samples, name).float()
-            if name in ("txt_tok", "txt_emb"):  # per candidate: keep each group's gold one
-                values = values[torch.arange(len(samples))[:, None], gold]
-            batch[name] = values
+            if name == "txt_tok":  # per candidate, in the student's tokens
+                batch[name], valid = self.text.token_targets(samples, gold, text)
+                if valid is not None:
+                    batch["txt_tok_valid"] = valid
+            elif name == "txt_emb":  # per candidate: keep each group's gold one
+                batch[name] = gold_rows(stack(samples, name).float(), gold)
+            else:
+                batch[name] = stack(samples, name).float()
         if "zeroshot" in samples[0]:
             batch["zeroshot"] = stack(samples, "zeroshot").float()
         return batch
+
+    def inputs_only(self) -> Collate:
+        """The same collation without targets (evaluation reads only the student's inputs)."""
+        return Collate(self.task, self.visual_field, (), self.text, self.visual_count)
 
     def gold(self, meta: dict) -> list[int]:
         """Each group's gold candidate (absolute index); its first one where labels are hidden."""
@@ -136,10 +154,6 @@ class Collate:
             return -1  # the soft targets carry the labels
         value = meta.get(group.label_key)
         return -1 if value is None else int(value)
-
-
-def stack(samples: list[dict], name: str) -> torch.Tensor:
-    return torch.from_numpy(np.stack([s[name] for s in samples]))
 
 
 def train_loader(

@@ -6,10 +6,11 @@
 
 Targets are centred by the training-split mean stored with the cache and L2-normalised; the
 projected student tokens are L2-normalised too, so every distance compares directions.
-``naive`` distils every token with w = 1; ``mad`` keeps the top k tokens per instance (by the last
-layer's ``[CLS]`` attention, or the k the student matches least) and weights instances by the
-teacher's confidence, normalised to mean 1 over the batch. The projection heads exist only during
-training.
+Tokens without a target (padding, regions a sample lacks, student tokens that overlap no teacher
+token) are never distilled. ``naive`` distils every token with w = 1; ``mad`` keeps the top k
+tokens per instance (by the last layer's ``[CLS]`` attention, or the k the student matches
+least) and weights instances by the teacher's confidence, normalised to mean 1 over the batch.
+The projection heads exist only during training.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.student import StudentOutput
+from train.students.base import StudentOutput
 
 MODES = ("none", "naive", "mad")
 SELECTIONS = ("cls-attn", "similarity")
@@ -154,15 +155,20 @@ def distill_loss(
     per_branch = {}
     if "vis" in config.branches:
         target = visual_targets(targets, means, tokens, config.target)
-        valid = torch.ones(count, tokens, dtype=torch.bool, device=out.visual.device)
+        valid = out.visual_mask
+        if valid is None:
+            valid = torch.ones(count, tokens, dtype=torch.bool, device=out.visual.device)
         d = branch_distance(
             heads.vis(out.visual), target, valid, out.cls_attention[:, :tokens], config
         )
         per_branch["vis"] = config.weight * (w * d).mean()
     if "txt" in config.branches:
         target = text_targets(targets, means, out.text.shape[1], config.target)
+        valid = out.text_mask
+        if config.target == "tokens" and "txt_tok_valid" in targets:  # tokens without a target
+            valid = valid & targets["txt_tok_valid"]
         d = branch_distance(
-            heads.txt(out.text), target, out.text_mask, out.cls_attention[:, tokens:], config
+            heads.txt(out.text), target, valid, out.cls_attention[:, tokens:], config
         )
         per_branch["txt"] = config.weight * (w * d).mean()
     zero = out.cls.new_zeros(())
@@ -171,9 +177,13 @@ def distill_loss(
 
 
 def visual_targets(targets, means, tokens: int, kind: str) -> torch.Tensor:
+    """The teacher's pooled embedding for every token, its RoI features of the student's regions
+    (region students), or its grid resampled to the student's patch grid."""
     if kind == "global":
         pooled = centre_normalize(targets["img_emb"], means["img_emb"])  # [N, D]
         return pooled[:, None].expand(-1, tokens, -1)
+    if "regions" in targets:  # [N, R, D], the same boxes as the student's regions
+        return centre_normalize(targets["regions"], means["regions"])
     return centre_normalize(resample_grid(targets["img_grid"].float(), tokens), means["img_grid"])
 
 

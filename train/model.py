@@ -5,48 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from extract.store import CacheReader
 from train.mad import DistillConfig, DistillHeads, distill_loss
-from train.student import SIZES, Student, StudentConfig, StudentOutput
+from train.students import StudentBase, StudentOutput
 from train.tasks import TaskHead, TaskSpec
 
-
-def student_config(
-    cache: CacheReader, visual_field: str, size: str, dropout: float
-) -> StudentConfig:
-    visual = cache.fields[visual_field]
-    tokens = cache.fields["token_ids"].shape
-    return StudentConfig(
-        vocab_size=int(cache.manifest.spec.config["text_vocab_size"]),
-        max_text_len=tokens[-1],
-        num_visual_tokens=visual.shape[0],
-        visual_dim=visual.shape[-1],
-        pixels=visual.storage == "uint8",
-        dropout=dropout,
-        **SIZES[size],
-    )
+VISUAL_TARGETS = ("img_grid", "img_emb", "regions")
 
 
 class DistilledStudent(nn.Module):
     def __init__(
-        self, config: StudentConfig, task: TaskSpec, image_dim: int, text_dim: int, distill: bool
+        self, student: StudentBase, task: TaskSpec, image_dim: int, text_dim: int, distill: bool
     ):
         super().__init__()
-        self.student = Student(config)
-        self.head = TaskHead(config.width, task)
-        self.distill_heads = DistillHeads(config.width, image_dim, text_dim) if distill else None
+        self.student = student
+        self.head = TaskHead(student.width, task)
+        self.distill_heads = DistillHeads(student.width, image_dim, text_dim) if distill else None
 
     def encode(self, batch: dict) -> tuple[StudentOutput, torch.Tensor]:
         """Every (image, candidate) sequence of the batch -> student output and task logits."""
         count, choices, length = batch["token_ids"].shape
-        visual = batch["visual"]
-        repeated = (
-            visual[:, None]
-            .expand(count, choices, *visual.shape[1:])
-            .reshape(count * choices, *visual.shape[1:])
-        )
         out = self.student(
-            repeated, batch["token_ids"].reshape(-1, length), batch["token_len"].reshape(-1)
+            repeat(batch["visual"], choices),
+            batch["token_ids"].reshape(-1, length),
+            batch["token_len"].reshape(-1),
+            None if "visual_mask" not in batch else repeat(batch["visual_mask"], choices),
         )
         return out, self.head(out.cls, count)
 
@@ -76,21 +58,15 @@ class DistilledStudent(nn.Module):
             torch.arange(count, device=batch["gold"].device)[:, None] * choices + batch["gold"]
         ).reshape(-1)
         groups = batch["gold"].shape[1]
-        gold = StudentOutput(
-            *(
-                getattr(out, name)[rows]
-                for name in ("cls", "visual", "text", "text_mask", "cls_attention")
-            )
-        )
         targets = {}
-        for name in ("img_grid", "img_emb"):
+        for name in VISUAL_TARGETS:
             if name in batch:
                 targets[name] = batch[name].repeat_interleave(groups, dim=0)
-        for name in ("txt_tok", "txt_emb"):
+        for name in ("txt_tok", "txt_tok_valid", "txt_emb"):  # [B, G, ...]: already gold
             if name in batch:
                 targets[name] = batch[name].reshape(count * groups, *batch[name].shape[2:])
         repeated = None if weights is None else weights.repeat_interleave(groups)
-        return distill_loss(gold, self.distill_heads, targets, means, repeated, config)
+        return distill_loss(out.rows(rows), self.distill_heads, targets, means, repeated, config)
 
     def export_state(self) -> dict:
         """The student and its task head only: projection heads cost nothing at inference."""
@@ -99,3 +75,9 @@ class DistilledStudent(nn.Module):
             for name, value in self.state_dict().items()
             if not name.startswith("distill_heads.")
         }
+
+
+def repeat(values: torch.Tensor, times: int) -> torch.Tensor:
+    """``[B, ...]`` -> ``[B * times, ...]``, each row repeated ``times`` times in a block."""
+    count = values.shape[0]
+    return values[:, None].expand(count, times, *values.shape[1:]).reshape(-1, *values.shape[1:])

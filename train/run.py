@@ -13,7 +13,6 @@ from tqdm import tqdm
 from train.data import parse_where
 from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS, DistillConfig
 from train.report import aggregate, run_table, write_run_report, write_summary
-from train.student import SIZES
 from train.tasks import TASKS
 from train.trainer import TrainConfig, Trainer
 
@@ -140,10 +139,22 @@ def pick_device(name: str) -> str:
     "--lr", type=float, default=3e-4, help="Peak learning rate (AdamW, warmup then cosine)."
 )
 @click.option(
-    "--student-size",
-    type=click.Choice(sorted(SIZES)),
+    "--student",
     default="tiny",
-    help="Student width and depth.",
+    help="The student: tiny|small|base (own transformer from zero), hf:<model id or path> "
+    "(ViLT or VisualBERT), visualbert-init:minilm or visualbert-init:<BERT folder>.",
+)
+@click.option(
+    "--student-tokenizer",
+    default=None,
+    help="Tokenizer id or folder for an hf: student that ships none ('minilm': the packaged "
+    "BERT-uncased vocabulary).",
+)
+@click.option(
+    "--student-visual",
+    default="auto",
+    help="Cached field the student sees: pixels, student_grid, img_grid, regions, "
+    "student_regions (auto: the cache's student input).",
 )
 @click.option("--workers", type=int, default=0, help="DataLoader workers reading the cache.")
 @click.option(
@@ -209,7 +220,9 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         batch_size=options["batch_size"],
         lr=options["lr"],
         accumulate=options["accumulate"],
-        student_size=options["student_size"],
+        student=options["student"],
+        student_tokenizer=options["student_tokenizer"],
+        student_visual=options["student_visual"],
         workers=options["workers"],
         device=pick_device(options["device"]),
         resume=options["resume"],

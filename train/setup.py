@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from extract.store import CacheReader
-from train.tasks import TaskSpec
 
 
 def seed_everything(seed: int) -> None:
@@ -20,27 +20,90 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def required_fields(cache: CacheReader, task: TaskSpec, config, visual: str) -> list[str]:
+REGION_FIELDS = ("regions", "student_regions")  # counted by region_count
+
+
+@dataclass
+class RunFields:
+    """The cache fields a run reads: the student's inputs (every batch, evaluation too), the
+    distillation targets put in training batches, and fields read only to make targets."""
+
+    inputs: list[str]
+    targets: list[str] = field(default_factory=list)
+    helpers: list[str] = field(default_factory=list)
+
+    @property
+    def training(self) -> list[str]:
+        return list(dict.fromkeys(self.inputs + self.targets + self.helpers))
+
+
+def visual_kind(cache: CacheReader, name: str) -> str:
+    """pixels (uint8 patches), regions (RoI features counted by region_count) or grid."""
+    if cache.fields[name].storage == "uint8":
+        return "pixels"
+    return "regions" if name in REGION_FIELDS else "grid"
+
+
+def choose_visual_field(cache: CacheReader, requested: str) -> str:
+    """``--student-visual``: ``auto`` is the cache's student input (pixels or a frozen grid)."""
+    name = requested
+    if requested == "auto":
+        name = cache.manifest.spec.config.get("student_input_field", "pixels")
+    usable = [
+        n for n in cache.fields if n in ("pixels", "student_grid", "img_grid", *REGION_FIELDS)
+    ]
+    if name not in usable:
+        raise ValueError(
+            f"--student-visual {requested}: {cache.cache_dir} has no visual field {name!r}; "
+            f"it has {usable}"
+        )
+    return name
+
+
+def required_fields(
+    cache: CacheReader, config, visual: str, text_fields: tuple[str, ...], text_targets: tuple
+) -> RunFields:
     """The fields this run reads; a cache without them is refused, naming the fix."""
-    fields = [visual, "token_ids", "token_len"]
+    inputs = [visual, *text_fields]
+    if visual_kind(cache, visual) == "regions":
+        inputs.append("region_count")
+    targets, helpers = [], []
     if config.distill.mode != "none":
         kind = config.distill.target
         if "vis" in config.distill.branches:
-            fields.append("img_grid" if kind == "tokens" else "img_emb")
+            grid = "regions" if visual_kind(cache, visual) == "regions" else "img_grid"
+            targets.append(grid if kind == "tokens" else "img_emb")
         if "txt" in config.distill.branches:
-            fields.append("txt_tok" if kind == "tokens" else "txt_emb")
-    missing = [name for name in fields if name not in cache.fields]
+            if kind == "tokens":
+                targets.append(text_targets[0])
+                helpers += list(text_targets[1:])
+            else:
+                targets.append("txt_emb")
+    fields = RunFields(inputs, targets, helpers)
+    missing = [name for name in fields.training if name not in cache.fields]
     if missing:
-        flags = {"img_grid": "--no-image-tokens", "txt_tok": "--no-text-tokens"}
-        dropped = [flags[name] for name in missing if name in flags]
-        fix = f"extract again without {' and '.join(dropped)}" if dropped else "extract it again"
-        raise ValueError(
-            f"{cache.cache_dir} lacks the field(s) {missing} that these flags need "
-            f"(--distill {config.distill.mode} --target {config.distill.target}); {fix}: "
-            f"python -m extract.run --out {cache.cache_dir} ... "
-            "(or train with --target global or --distill none)"
-        )
+        raise ValueError(missing_fields_message(cache, config, missing))
     return fields
+
+
+def missing_fields_message(cache: CacheReader, config, missing: list[str]) -> str:
+    if "token_spans" in missing:
+        return (
+            f"{cache.cache_dir} has no token_spans (it was extracted before the cache kept each "
+            "teacher token's characters), which a student with its own tokenizer needs for "
+            "per-token text targets; extract it again into a new --out with python -m "
+            "extract.run (or train with --target global, --branches vis, or a student that "
+            "reads the teacher's token ids)"
+        )
+    flags = {"img_grid": "--no-image-tokens", "txt_tok": "--no-text-tokens"}
+    dropped = [flags[name] for name in missing if name in flags]
+    fix = f"extract again without {' and '.join(dropped)}" if dropped else "extract it again"
+    return (
+        f"{cache.cache_dir} lacks the field(s) {missing} that these flags need "
+        f"(--distill {config.distill.mode} --target {config.distill.target}); {fix}: "
+        f"python -m extract.run --out {cache.cache_dir} ... "
+        "(or train with --target global or --distill none)"
+    )
 
 
 def default_splits(cache: CacheReader, config) -> tuple[str | None, list[str]]:

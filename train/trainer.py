@@ -9,7 +9,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,18 @@ from train.data import (
 )
 from train.evaluation import predict, score, to_device
 from train.mad import DistillConfig
-from train.model import DistilledStudent, student_config
-from train.setup import default_splits, keep_log_until, required_fields, schedule, seed_everything
+from train.model import VISUAL_TARGETS, DistilledStudent
+from train.setup import (
+    REGION_FIELDS,
+    choose_visual_field,
+    default_splits,
+    keep_log_until,
+    required_fields,
+    schedule,
+    seed_everything,
+    visual_kind,
+)
+from train.students import StudentContext, create_student
 from train.summary import (
     autocast,
     config_json,
@@ -38,9 +48,11 @@ from train.summary import (
     write_predictions,
 )
 from train.tasks import resolve_task
+from train.text_inputs import text_reader
 
 log = logging.getLogger(__name__)
 LOSS_TERMS = ("loss", "task", "distill_vis", "distill_txt")
+BEST_PRETRAINED = "best_hf"  # the best student in its library's own format (transformers)
 
 
 @dataclass
@@ -65,8 +77,10 @@ class TrainConfig:
     warmup: float = 0.1
     accumulate: int = 1
     clip: float = 1.0
-    student_size: str = "tiny"
-    dropout: float = 0.1
+    student: str = "tiny"  # a student id: tiny | small | base | hf:<path> | visualbert-init:...
+    student_tokenizer: str | None = None  # overrides the student's own tokenizer
+    student_visual: str = "auto"  # the cached field the student sees (auto: the student input)
+    dropout: float = 0.1  # own students; pretrained ones keep their configured dropout
     workers: int = 0
     device: str = "cpu"
     resume: bool = False
@@ -79,8 +93,14 @@ class Trainer:
         self.device = torch.device(config.device)
         self.cache = CacheReader(config.cache)
         self.task = resolve_task(config.task, self.cache.manifest.task, config.cache)
-        self.visual = self.cache.manifest.spec.config.get("student_input_field", "pixels")
-        self.fields = required_fields(self.cache, self.task, config, self.visual)
+        self.visual = choose_visual_field(self.cache, config.student_visual)
+        probe = self.probe_student()
+        self.student_info = probe.info
+        self.text = text_reader(probe.tokenizer, probe.max_text_len, self.cache, config.train_split)
+        self.fields = required_fields(
+            self.cache, config, self.visual, self.text.input_fields, self.text.target_fields
+        )
+        self.visual_count = "region_count" if self.visual in REGION_FIELDS else None
         self.val_split, self.eval_splits = default_splits(self.cache, config)
         self.confidence = conf.resolve_confidence(config.confidence, self.cache, self.task)
         self.out = Path(config.out)
@@ -141,26 +161,49 @@ class Trainer:
             )
         return dict(zip(keys, weights.tolist(), strict=True))
 
-    def means(self) -> dict[str, torch.Tensor]:
-        names = [n for n in ("img_grid", "img_emb", "txt_tok", "txt_emb") if n in self.fields]
-        return {n: torch.from_numpy(self.cache.shared(f"mean_{n}")).to(self.device) for n in names}
+    def collate(self) -> Collate:
+        """Training batches: the student's inputs and the distillation targets."""
+        return Collate(
+            self.task, self.visual, tuple(self.fields.targets), self.text, self.visual_count
+        )
 
-    # ---- training ---------------------------------------------------------------------------
+    def means(self) -> dict[str, torch.Tensor]:
+        return {
+            n: torch.from_numpy(self.cache.shared(f"mean_{n}")).to(self.device)
+            for n in self.fields.targets
+        }
+
+    # ---- the student ------------------------------------------------------------------------
+    def student_context(self) -> StudentContext:
+        return StudentContext(
+            visual_field=self.visual,
+            visual_kind=visual_kind(self.cache, self.visual),
+            visual_shape=self.cache.fields[self.visual].shape,
+            vocab_size=int(self.cache.manifest.spec.config["text_vocab_size"]),
+            max_text_len=self.cache.fields["token_ids"].shape[-1],
+            dropout=self.config.dropout,
+            tokenizer=self.config.student_tokenizer,
+        )
+
+    def probe_student(self):
+        """The student built once to learn its tokenizer and check that it fits the cache; the
+        global random state is left as it was (``build`` makes the trained one, seeded)."""
+        with torch.random.fork_rng(devices=[]):
+            return create_student(self.config.student, self.student_context())
+
     def build(self) -> DistilledStudent:
         seed_everything(self.config.seed)
-        student = student_config(
-            self.cache, self.visual, self.config.student_size, self.config.dropout
-        )
+        student = create_student(self.config.student, self.student_context())
         image_dim, text_dim = (
-            self.target_width("img_grid", "img_emb"),
-            self.target_width("txt_tok", "txt_emb"),
+            self.target_width(("img_grid", "regions", "img_emb")),
+            self.target_width(("txt_tok", "txt_emb")),
         )
         distill = self.config.distill.mode != "none"
         return DistilledStudent(student, self.task, image_dim, text_dim, distill).to(self.device)
 
-    def target_width(self, tokens: str, pooled: str) -> int:
+    def target_width(self, names: tuple[str, ...]) -> int:
         """Width of the distillation targets: a ViT's token grid is wider than its embedding."""
-        name = tokens if tokens in self.fields else pooled
+        name = next((n for n in names if n in self.fields.targets), names[-1])
         return self.cache.fields[name].shape[-1]
 
     def fit(self, progress: Callable[[int, str], object] | None = None) -> dict:
@@ -168,10 +211,7 @@ class Trainer:
         config = self.config
         keys, metas, full = self.select_train_keys()
         weights, means, model = self.instance_weights(keys, metas), self.means(), self.build()
-        targets = tuple(
-            n for n in self.fields if n in ("img_grid", "img_emb", "txt_tok", "txt_emb")
-        )
-        collate = Collate(self.task, self.visual, targets)
+        collate = self.collate()
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -203,7 +243,7 @@ class Trainer:
                     config.train_split,
                     keys,
                     full,
-                    self.fields,
+                    self.fields.training,
                     collate,
                     config.batch_size,
                     config.workers,
@@ -248,8 +288,8 @@ class Trainer:
             self.config.cache,
             split,
             keys,
-            self.fields[:3],
-            collate_inputs(collate),
+            self.fields.inputs,
+            collate.inputs_only(),
             self.config.batch_size,
             self.config.workers,
         )
@@ -349,12 +389,26 @@ class Trainer:
         return checkpoint["state"]
 
     # ---- results ----------------------------------------------------------------------------
+    def describe_student(self) -> dict:
+        """What the report says of the student: what it is, what it reads, what was loaded."""
+        info = asdict(self.student_info)
+        info["visual_input"] = self.visual
+        info["text_input"] = self.text.description
+        visual_target = next((n for n in self.fields.targets if n in VISUAL_TARGETS), None)
+        if visual_target == self.visual:
+            info["notes"].append(
+                f"the student's visual input {self.visual} is also the visual target: the "
+                "visual branch distils the teacher's features into themselves"
+            )
+        return info
+
     def final_results(self, model, collate, keys, metas, weights, state) -> dict:
         if state["best_epoch"] is not None and (self.out / "best.pt").is_file():
             best = torch.load(self.out / "best.pt", map_location=self.device, weights_only=True)[
                 "model"
             ]
             model.load_state_dict(best, strict=False)
+            export_pretrained(model, self.out / BEST_PRETRAINED)
         splits = {}
         for split in self.eval_splits:
             rows = predict(model, self.loader(split, collate, self.config.eval_where), self.device)
@@ -366,6 +420,7 @@ class Trainer:
             "cache_key": self.cache.manifest.cache_key,
             "task": self.task.name,
             "confidence": self.confidence if self.config.distill.mode == "mad" else "none",
+            "student": self.describe_student(),
             "train_samples": len(keys),
             "val_split": self.val_split,
             "best_epoch": state["best_epoch"],
@@ -377,6 +432,14 @@ class Trainer:
         }
 
 
-def collate_inputs(collate: Collate) -> Collate:
-    """Evaluation reads only the student's inputs."""
-    return Collate(collate.task, collate.visual_field)
+def export_pretrained(model: DistilledStudent, folder: Path) -> None:
+    """``save_pretrained`` of a transformers student (with its tokenizer), written to a temporary
+    folder and renamed, so a reader never sees half a model; own students have no such format."""
+    import shutil
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not model.student.save_pretrained(tmp):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)

@@ -5,8 +5,9 @@ Image encoders take uint8 images ``[B, 3, S, S]`` (already resized by the loader
 fewer bytes. Images are resized to a square without cropping, so that every cell of a teacher's
 grid covers the same part of the image as the student's patch at the same position.
 
-Text encoders own their tokenizer: the student reads the same token ids, so student token j and
-teacher token j are the same token.
+Text encoders own their tokenizer: the own student reads the same token ids, so student token j
+and teacher token j are the same token. They also give each token's character span, so that a
+student with another tokenizer can be aligned to the teacher's tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RANDOM_SEED = 0
@@ -107,6 +109,11 @@ class TextEncoder(Encoder):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``[N, max_length]`` and the number of real tokens of each text ``[N]``."""
+        raise NotImplementedError
+
+    def token_spans(self, texts: list[str]) -> np.ndarray:
+        """``[N, max_length, 2]`` int32: each token's ``(start, end)`` characters in its text,
+        ``(0, 0)`` for special tokens and padding (see :mod:`extract.encoders.spans`)."""
         raise NotImplementedError
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:

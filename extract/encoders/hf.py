@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .base import (
@@ -23,6 +24,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
+from .spans import hf_spans
 
 
 def weights_hash(source: str) -> str:
@@ -175,6 +177,9 @@ class HFText(TextEncoder):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return hf_tokenize(self.tokenizer, texts, self.max_length)
+
+    def token_spans(self, texts: list[str]) -> np.ndarray:
+        return hf_spans(self.tokenizer, texts, self.max_length)
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = length_mask(lengths, token_ids.shape[1])

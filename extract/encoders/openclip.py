@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .base import (
@@ -23,6 +24,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
+from .spans import openclip_spans
 
 DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
 DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -131,6 +133,9 @@ class OpenCLIPText(TextEncoder):
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.tokenizer(texts, context_length=self.max_length)
         return ids, (ids != 0).sum(1)  # open_clip pads with 0, which no real token uses
+
+    def token_spans(self, texts: list[str]) -> np.ndarray:
+        return openclip_spans(self.tokenizer, texts, self.max_length)
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.model

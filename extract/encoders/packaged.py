@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .base import (
@@ -20,6 +21,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
+from .spans import hf_spans
 
 MINILM_DIM = 384
 EFFNET_DIM = 1280
@@ -62,6 +64,9 @@ class MiniLMEncoder(TextEncoder):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return hf_tokenize(self.tokenizer, texts, self.max_length)
+
+    def token_spans(self, texts: list[str]) -> np.ndarray:
+        return hf_spans(self.tokenizer, texts, self.max_length)
 
     def to(self, device: torch.device) -> MiniLMEncoder:
         self.model.to(device)

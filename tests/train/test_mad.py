@@ -13,7 +13,7 @@ from train.mad import (
     resample_grid,
     top_k_mask,
 )
-from train.student import StudentOutput
+from train.students import StudentOutput
 
 
 def test_top_k_picks_the_highest_valid_scores():

@@ -2,7 +2,7 @@
 
 import torch
 
-from train.student import Block, Student, StudentConfig
+from train.students.own import Block, Student, StudentConfig
 
 
 def test_cls_attention_equals_the_attention_weights_without_dropout():

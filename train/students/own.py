@@ -1,4 +1,5 @@
-"""The cross-modal student: a single-stream transformer (ViLT / UNITER style).
+"""The own cross-modal student (``--student tiny|small|base``): a single-stream transformer
+(ViLT / UNITER style) trained from zero.
 
 Sequence: ``[CLS]`` + visual tokens (a linear embedding of pixel patches, or a projection of
 frozen features) + text tokens (an embedding table over the text teacher's tokenizer), with
@@ -13,6 +14,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from train.students.base import (
+    StudentBase,
+    StudentContext,
+    StudentInfo,
+    StudentOutput,
+    count_parameters,
+)
 
 SIZES = {
     "tiny": {"width": 128, "layers": 4, "heads": 4},
@@ -33,15 +42,6 @@ class StudentConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1
-
-
-@dataclass
-class StudentOutput:
-    cls: torch.Tensor  # [N, W]
-    visual: torch.Tensor  # [N, T, W]
-    text: torch.Tensor  # [N, L, W]
-    text_mask: torch.Tensor  # [N, L] bool, True on real tokens
-    cls_attention: torch.Tensor  # [N, T + L]: last layer, [CLS] query, mean over heads
 
 
 class Block(nn.Module):
@@ -83,11 +83,12 @@ class Block(nn.Module):
         return scores.softmax(-1).mean(1)[:, 0]  # [N, S]
 
 
-class Student(nn.Module):
-    def __init__(self, config: StudentConfig):
+class Student(StudentBase):
+    def __init__(self, config: StudentConfig, size: str = "custom"):
         super().__init__()
         self.config = config
-        width = config.width
+        self.width = width = config.width
+        self.max_text_len = config.max_text_len
         self.visual_norm = nn.Identity() if config.pixels else nn.LayerNorm(config.visual_dim)
         self.visual_embed = nn.Linear(config.visual_dim, width)
         self.token_embed = nn.Embedding(config.vocab_size, width)
@@ -102,6 +103,11 @@ class Student(nn.Module):
         self.norm = nn.LayerNorm(width)
         for parameter in (self.cls, self.visual_position, self.text_position):
             nn.init.normal_(parameter, std=0.02)
+        self.info = StudentInfo(
+            kind="own transformer, trained from zero",
+            source=f"{size}: {config.layers} layers, width {width}",
+            parameters=count_parameters(self),
+        )
 
     def embed_visual(self, visual: torch.Tensor) -> torch.Tensor:
         if self.config.pixels:
@@ -109,11 +115,16 @@ class Student(nn.Module):
         return self.visual_embed(self.visual_norm(visual.float()))
 
     def forward(
-        self, visual: torch.Tensor, token_ids: torch.Tensor, token_len: torch.Tensor
+        self,
+        visual: torch.Tensor,
+        token_ids: torch.Tensor,
+        token_len: torch.Tensor,
+        visual_mask: torch.Tensor | None = None,
     ) -> StudentOutput:
         """Encode N (image, text) pairs.
 
         ``visual`` [N, T, Dv] (uint8 pixels or features), ``token_ids`` [N, L], ``token_len`` [N].
+        Every visual token is real (``visual_mask`` is for region students).
         """
         count, tokens = visual.shape[0], visual.shape[1]
         length = token_ids.shape[1]
@@ -133,3 +144,23 @@ class Student(nn.Module):
         return StudentOutput(
             x[:, 0], x[:, 1 : 1 + tokens], x[:, 1 + tokens :], text_mask, cls_attention
         )
+
+
+def own_student(size: str, context: StudentContext) -> Student:
+    """``tiny | small | base`` over the cached visual field and the teacher's token ids."""
+    if context.visual_kind == "regions":
+        raise ValueError(
+            f"--student {size} reads a grid of visual tokens, not the regions of "
+            f"{context.visual_field}; use --student-visual with a grid field, or a VisualBERT "
+            "student for regions"
+        )
+    config = StudentConfig(
+        vocab_size=context.vocab_size,
+        max_text_len=context.max_text_len,
+        num_visual_tokens=context.visual_shape[0],
+        visual_dim=context.visual_shape[-1],
+        pixels=context.visual_kind == "pixels",
+        dropout=context.dropout,
+        **SIZES[size],
+    )
+    return Student(config, size)
