@@ -47,6 +47,34 @@ def weights_table(results: dict) -> str:
     return "\n".join(header + lines)
 
 
+def student_section(info: dict) -> str:
+    """What the student is, what it reads, and which weights were loaded."""
+    if not info:
+        return "-"
+    lines = [
+        f"- {info['kind']}: `{info['source']}`, {info['parameters']:,} parameters",
+        f"- visual input: `{info['visual_input']}`; text: {info['text_input']}",
+    ]
+    if info.get("loaded"):
+        lines.append(
+            f"- weights loaded: {info['loaded']} tensors; missing from the checkpoint: "
+            f"{names(info['missing'])}; in the checkpoint but unused: {names(info['unexpected'])}"
+        )
+    if info.get("adapters"):
+        lines.append(
+            "- adapters (learned, trained with the student): " + "; ".join(info["adapters"])
+        )
+    lines += [f"- {note}" for note in info.get("notes", [])]
+    return "\n".join(lines)
+
+
+def names(values: list[str], shown: int = 8) -> str:
+    if not values:
+        return "none"
+    listed = ", ".join(f"`{v}`" for v in values[:shown])
+    return listed + (f" and {len(values) - shown} more" if len(values) > shown else "")
+
+
 def fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
@@ -64,6 +92,10 @@ def write_run_report(out: Path, results: dict) -> None:
         f"`{results['val_split']}` (best epoch {results['best_epoch']}).",
         "",
         run_table(results),
+        "",
+        "## Student",
+        "",
+        student_section(results.get("student") or {}),
         "",
         "## Per type",
         "",

@@ -84,6 +84,10 @@ def test_offline_teachers_on_each_format(tmp_path, dataset):
     assert cache.manifest.spec.dataset["inputs"]  # annotation files fingerprinted
     first = next(iter(cache.split(cache.splits[0])))
     assert first["meta"]["texts"] and first["token_len"][0] > 2
+    # each real token between [CLS] and [SEP] has its characters in the stored text
+    spans, length = first["token_spans"][0], int(first["token_len"][0])
+    words = [first["meta"]["texts"][0][a:b] for a, b in spans[1 : length - 1]]
+    assert all(words) and not spans[length - 1 :].any() and tuple(spans[0]) == (0, 0)
     if dataset == "vqa":
         vocab = cache.shared("answer_vocab")
         assert set(vocab) >= {"red", "green", "blue", "yellow"}

@@ -1,8 +1,12 @@
 """Small caches written directly with the store API, for fast trainer tests.
 
-SNLI-VE-like: the hypothesis is ``[CLS] <colour word> [SEP]`` and the label is the colour's class,
-so a student that reads its tokens can learn the task in a few epochs. VCR-like: 8 candidates, the
-gold ones carry a marker token. VQA-like: the answer is the colour word.
+SNLI-VE-like: the hypothesis is one colour word (``[CLS] <word> [SEP]`` in token ids) and the
+label is the colour's class, so a student that reads it can learn the task in a few epochs.
+VCR-like: 8 candidates, the gold ones carry a marker word. VQA-like: the answer is the colour.
+Every sample's json holds its texts and the cache holds each token's character span, so
+students with their own tokenizer can train on it too. ``tokenizer`` (a transformers tokenizer)
+makes the cached token ids that tokenizer's, as a real extraction with that text teacher would;
+``regions`` adds VCR-style region fields (teacher ``regions``, ``student_regions``, counts).
 """
 
 from __future__ import annotations
@@ -15,24 +19,37 @@ from extract.store import CacheBuilder, CacheSpec, FieldSpec, ShardLimits
 
 VOCAB = 50
 WORDS = [11, 12, 13]  # one token per label
+TEXT = {11: "red", 12: "green", 13: "blue", 20: "right", 21: "wrong", 22: "since", 23: "unless"}
 LENGTH = 6
 GRID = 4
 WIDTH = 8
+REGIONS = 4
+STUDENT_REGION_WIDTH = 6
 
 
 def fields(
-    num_texts: int, image_tokens: bool = True, grid_width: int = WIDTH
+    num_texts: int,
+    image_tokens: bool = True,
+    grid_width: int = WIDTH,
+    regions: bool = False,
 ) -> dict[str, FieldSpec]:
     specs = [
         FieldSpec("pixels", (GRID, 4 * 4 * 3), "uint8"),
         FieldSpec("token_ids", (num_texts, LENGTH), "int32"),
         FieldSpec("token_len", (num_texts,), "int32"),
+        FieldSpec("token_spans", (num_texts, LENGTH, 2), "int32"),
         FieldSpec("img_emb", (WIDTH,), "fp32"),
         FieldSpec("txt_emb", (num_texts, WIDTH), "fp32"),
         FieldSpec("txt_tok", (num_texts, LENGTH, WIDTH), "fp32"),
     ]
     if image_tokens:
         specs.append(FieldSpec("img_grid", (16, grid_width), "fp32"))  # a 4x4 teacher grid
+    if regions:
+        specs += [
+            FieldSpec("regions", (REGIONS, grid_width), "fp32"),
+            FieldSpec("student_regions", (REGIONS, STUDENT_REGION_WIDTH), "fp32"),
+            FieldSpec("region_count", (1,), "int32"),
+        ]
     return {spec.name: spec for spec in specs}
 
 
@@ -42,20 +59,48 @@ def tokens(word: int) -> np.ndarray:
     return row
 
 
-def sample(
-    rng, texts: list[np.ndarray], image_tokens: bool, grid_width: int = WIDTH
-) -> dict[str, np.ndarray]:
-    count = len(texts)
-    arrays = {
-        "pixels": rng.integers(0, 256, (GRID, 48), dtype=np.uint8),
-        "token_ids": np.stack(texts),
-        "token_len": np.full(count, 3),
-        "img_emb": rng.standard_normal(WIDTH).astype(np.float32),
-        "txt_emb": rng.standard_normal((count, WIDTH)).astype(np.float32),
-        "txt_tok": rng.standard_normal((count, LENGTH, WIDTH)).astype(np.float32),
+def encode_texts(words: list[int], tokenizer) -> dict[str, np.ndarray]:
+    """Token ids, lengths and spans of the texts, in the fake vocabulary or ``tokenizer``'s."""
+    texts = [TEXT[word] for word in words]
+    if tokenizer is None:
+        spans = np.zeros((len(words), LENGTH, 2), dtype=np.int64)
+        spans[:, 1, 1] = [len(text) for text in texts]  # [CLS] <word> [SEP]: only the word
+        return {
+            "token_ids": np.stack([tokens(word) for word in words]),
+            "token_len": np.full(len(words), 3),
+            "token_spans": spans,
+        }
+    encoded = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=LENGTH,
+        truncation=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_tensors="np",
+    )
+    spans = encoded["offset_mapping"]
+    spans[encoded["special_tokens_mask"].astype(bool)] = 0
+    return {
+        "token_ids": encoded["input_ids"],
+        "token_len": encoded["attention_mask"].sum(1),
+        "token_spans": spans,
     }
-    if image_tokens:
-        arrays["img_grid"] = rng.standard_normal((16, grid_width)).astype(np.float32)
+
+
+def sample(
+    rng, words: list[int], specs: dict[str, FieldSpec], tokenizer=None
+) -> dict[str, np.ndarray]:
+    arrays = encode_texts(words, tokenizer)
+    for name, spec in specs.items():
+        if name in arrays:
+            continue
+        if name == "pixels":
+            arrays[name] = rng.integers(0, 256, spec.shape, dtype=np.uint8)
+        elif name == "region_count":
+            arrays[name] = rng.integers(1, REGIONS + 1, (1,))
+        else:
+            arrays[name] = rng.standard_normal(spec.shape).astype(np.float32)
     return arrays
 
 
@@ -88,15 +133,21 @@ def build(
     image_tokens: bool = True,
     seed: int = 0,
     grid_width: int = WIDTH,  # a ViT's token grid is wider than its pooled embedding
+    tokenizer=None,
+    regions: bool = False,
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
+    specs = fields(num_texts, image_tokens, grid_width, regions)
     spec = CacheSpec(
         format="wds",
         dataset={"adapter": kind, "inputs": {}},
-        fields=fields(num_texts, image_tokens, grid_width),
+        fields=specs,
         task=task_meta(kind),
-        config={"text_vocab_size": VOCAB, "student_input_field": "pixels"},
+        config={
+            "text_vocab_size": VOCAB if tokenizer is None else len(tokenizer),
+            "student_input_field": "pixels",
+        },
         limits=ShardLimits(max_count=16),
     )
     builder = CacheBuilder(out, spec)
@@ -104,11 +155,12 @@ def build(
     for split, count in counts.items():
         with builder.split(split) as writer:
             for i in range(count):
-                texts, meta = make_texts(kind, i, rng)
+                words, meta = make_texts(kind, i, rng)
                 if split == "test" and kind != "vqa":
                     meta = {k: v for k, v in meta.items() if not k.endswith("label")}
                 meta["source"] = "lsmdc" if i % 2 else "movieclips"
-                writer.write(f"{split}-{i}", sample(rng, texts, image_tokens, grid_width), meta)
+                meta["texts"] = [TEXT[word] for word in words]
+                writer.write(f"{split}-{i}", sample(rng, words, specs, tokenizer), meta)
     for name, spec in builder.spec.fields.items():
         if spec.storage == "fp32":
             builder.put_shared(f"mean_{name}", np.zeros(spec.shape[-1], dtype=np.float32))
@@ -116,17 +168,17 @@ def build(
     return out
 
 
-def make_texts(kind: str, i: int, rng) -> tuple[list[np.ndarray], dict]:
+def make_texts(kind: str, i: int, rng) -> tuple[list[int], dict]:
     label = i % 3
     if kind == "snli_ve":
-        return [tokens(WORDS[label])], {"label": label}
+        return [WORDS[label]], {"label": label}
     if kind == "vqa":
         answers = [["red", "green", "blue"][label]] * 10
-        return [tokens(WORDS[label])], {
+        return [WORDS[label]], {
             "answers": answers, "answer_type": "other", "question_type": "what color",
             "targets": {str(label): 1.0}, "question_id": 1000 + i,
         }  # fmt: skip
     answer, rationale = int(rng.integers(4)), int(rng.integers(4))
-    texts = [tokens(20 if c == answer else 21) for c in range(4)]
-    texts += [tokens(22 if c == rationale else 23) for c in range(4)]
-    return texts, {"answer_label": answer, "rationale_label": rationale}
+    words = [20 if c == answer else 21 for c in range(4)]
+    words += [22 if c == rationale else 23 for c in range(4)]
+    return words, {"answer_label": answer, "rationale_label": rationale}

@@ -53,14 +53,19 @@ def load_tokenizer(source: str, override: str | None):
 
     name = override or source
     path = str(packaged_minilm()) if name == MINILM else name
+    fix = (
+        "some VL checkpoints ship without one: pass --student-tokenizer <id or path> (VisualBERT "
+        "and ViLT use bert-base-uncased; 'minilm' is the packaged BERT-uncased vocabulary)"
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(
-            f"no tokenizer could be loaded from {name!r} ({type(error).__name__}); some VL "
-            "checkpoints ship without one: pass --student-tokenizer <id or path> (VisualBERT "
-            "and ViLT use bert-base-uncased; 'minilm' is the packaged BERT-uncased vocabulary)"
+            f"no tokenizer could be loaded from {name!r} ({type(error).__name__}); {fix}"
         ) from None
+    # transformers builds a tokenizer of special tokens alone from a folder without vocabulary
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        raise ValueError(f"{name!r} holds no tokenizer vocabulary; {fix}")
     if not tokenizer.is_fast:
         raise ValueError(
             f"the tokenizer of {name!r} is not a fast tokenizer, so it gives no character "
@@ -87,6 +92,12 @@ def hf_student(source: str, context: StudentContext) -> StudentBase:
             f"{', '.join(f'{t} ({c})' for t, c in SUPPORTED.items())}"
         )
     tokenizer = load_tokenizer(source, context.tokenizer)
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"the student's tokenizer has {len(tokenizer)} tokens but hf:{source} embeds only "
+            f"{config.vocab_size}; give the tokenizer the model was trained with "
+            "(--student-tokenizer)"
+        )
     if config.model_type == "vilt":
         from transformers import ViltModel
 
