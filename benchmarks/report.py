@@ -20,6 +20,7 @@ ORDER = [
     "cache_speedup_vit_b16",
     "int8_whole_sample_bytes_ratio",
     "faiss_build_s_per_1e5",
+    "student_train_samples_per_s",
 ]
 
 

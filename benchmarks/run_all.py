@@ -19,6 +19,7 @@ from extract.store.atomic import write_json_atomic
 SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
     "extraction": (True, ("extract_efficiency", "extract_scaling")),
     "training": (True, ("cache_speedup", "cache_speedup_vit_b16", "loader_headroom")),
+    "students": (True, ("student_train_samples_per_s",)),
     "reader_memory": (False, ("reader_memory_growth",)),
     "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
     "int8": (

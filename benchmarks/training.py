@@ -50,7 +50,9 @@ class Setup:
     full: bool
 
 
-def make_setup(cache: Path, device: torch.device, fraction: float | None = None) -> Setup:
+def make_setup(
+    cache: Path, device: torch.device, fraction: float | None = None, student: str = "tiny"
+) -> Setup:
     from train.mad import DistillConfig
     from train.trainer import TrainConfig, Trainer
 
@@ -63,6 +65,7 @@ def make_setup(cache: Path, device: torch.device, fraction: float | None = None)
         batch_size=BATCH,
         lr=1e-3,
         device=device.type,
+        student=student,
     )
     trainer = Trainer(config)
     keys, _, full = trainer.select_train_keys()

@@ -55,6 +55,16 @@ def test_training_script(tmp_path):
     assert headroom["step_samples_per_s"] > 0 and headroom["keyed_loader_samples_per_s"] > 0
 
 
+@pytest.mark.slow
+def test_students_script(tmp_path):
+    results = run_script(tmp_path, "students", "--samples", "64", "--steps", "1", "--device", "cpu")
+    entry = results["student_train_samples_per_s"]
+    details = entry["details"]
+    assert entry["target"] == "reported" and entry["met"] is None
+    assert entry["value"] == details["samples_per_s"]["visualbert-init:minilm"] > 0
+    assert details["parameters"]["visualbert-init:minilm"] > 22_000_000  # MiniLM's 22.7M + visual
+
+
 def test_reader_memory_script(tmp_path):
     results = run_script(tmp_path, "reader_memory", "--samples", "20")
     details = results["reader_memory_growth"]["details"]

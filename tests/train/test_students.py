@@ -202,3 +202,39 @@ def test_unsupported_students_are_refused(tmp_path, wordpiece):
 def test_vilt_needs_pixels(vilt_dir):
     with pytest.raises(ValueError, match="a ViLT student reads pixels"):
         create_student(f"hf:{vilt_dir}", context("grid", (4, 24)))
+
+
+@pytest.mark.slow
+def test_real_extraction_then_pretrained_students(tmp_path, visualbert_dir):
+    """extract.run on a tiny VCR set (MiniLM + EfficientNet teachers, a frozen student encoder
+    for region features), then train.run with VisualBERT on the regions and with the MiniLM-
+    initialised student, as a user runs them."""
+    from extract.run import main as extract_cli
+    from tests.extract.fixtures import write_vcr
+
+    root = write_vcr(tmp_path / "data", {"train": 6, "val": 3})
+    cache = tmp_path / "cache"
+    extracted = CliRunner().invoke(
+        extract_cli,
+        ["--dataset", "vcr", "--root", str(root), "--out", str(cache), "--no-index",
+         "--student-input", "effnet-lite0:random", "--max-text-length", "24",
+         "--batch-size", "4", "--workers", "0"],
+    )  # fmt: skip
+    assert extracted.exit_code == 0, extracted.output
+    reader = CacheReader(cache)
+    assert reader.fields["student_regions"].shape == (16, 1280)
+    assert reader.fields["token_spans"].shape == (8, 24, 2)
+    regions = run_cli(
+        cache, tmp_path / "visualbert", "--student", f"hf:{visualbert_dir}",
+        "--student-visual", "student_regions", "--distill", "mad", "--task", "vcr-qar",
+    )  # fmt: skip
+    assert regions.exit_code == 0, regions.output
+    results = json.loads((tmp_path / "visualbert" / "results.json").read_text())
+    assert results["student"]["adapters"] == [
+        "student_regions: linear 1280 -> 24 (visual_embedding_dim)"
+    ]
+    assert "gives exactly the cached ids" in results["student"]["text_input"]  # BERT-uncased
+    assert results["distill_share"]["vis"] > 0 and results["distill_share"]["txt"] > 0
+    init = run_cli(cache, tmp_path / "init", "--student", "visualbert-init:minilm")
+    assert init.exit_code == 0, init.output
+    assert "q2ar" in json.loads((tmp_path / "init" / "results.json").read_text())["splits"]["val"]
