@@ -111,6 +111,13 @@ class TextEncoder(Encoder):
         """Token ids ``[N, max_length]`` and the number of real tokens of each text ``[N]``."""
         raise NotImplementedError
 
+    def tokenize_with_spans(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """``tokenize`` and ``token_spans`` together (one tokenizer pass where it can)."""
+        ids, lengths = self.tokenize(texts)
+        return ids, lengths, self.token_spans(texts)
+
     def token_spans(self, texts: list[str]) -> np.ndarray:
         """``[N, max_length, 2]`` int32: each token's ``(start, end)`` characters in its text,
         ``(0, 0)`` for special tokens and padding (see :mod:`extract.encoders.spans`)."""

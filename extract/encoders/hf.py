@@ -24,7 +24,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
-from .spans import hf_spans
+from .spans import hf_spans, hf_tokens
 
 
 def weights_hash(source: str) -> str:
@@ -180,6 +180,11 @@ class HFText(TextEncoder):
 
     def token_spans(self, texts: list[str]) -> np.ndarray:
         return hf_spans(self.tokenizer, texts, self.max_length)
+
+    def tokenize_with_spans(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        return hf_tokens(self.tokenizer, texts, self.max_length)
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = length_mask(lengths, token_ids.shape[1])

@@ -21,7 +21,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
-from .spans import hf_spans
+from .spans import hf_spans, hf_tokens
 
 MINILM_DIM = 384
 EFFNET_DIM = 1280
@@ -67,6 +67,11 @@ class MiniLMEncoder(TextEncoder):
 
     def token_spans(self, texts: list[str]) -> np.ndarray:
         return hf_spans(self.tokenizer, texts, self.max_length)
+
+    def tokenize_with_spans(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        return hf_tokens(self.tokenizer, texts, self.max_length)
 
     def to(self, device: torch.device) -> MiniLMEncoder:
         self.model.to(device)

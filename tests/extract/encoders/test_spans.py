@@ -3,6 +3,7 @@
 import numpy as np
 import open_clip
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from extract.encoders.packaged import minilm_path
@@ -61,6 +62,16 @@ def test_wordpiece_spans_match_the_tokens(wordpiece):
         ("edge", "edge"), ("!", "!"), ("[SEP]", ""),
     ]  # fmt: skip
     assert spans.dtype == np.int32 and spans.shape == (2, 16, 2)
+
+
+def test_one_pass_gives_the_same_ids_as_tokenize():
+    from extract.encoders.packaged import MiniLMEncoder
+
+    minilm = MiniLMEncoder(max_length=16)
+    ids, lengths, spans = minilm.tokenize_with_spans(TEXTS)
+    reference_ids, reference_lengths = minilm.tokenize(TEXTS)
+    assert torch.equal(ids, reference_ids) and torch.equal(lengths, reference_lengths)
+    assert np.array_equal(spans, minilm.token_spans(TEXTS))
 
 
 def test_cleaning_maps_back_to_the_original_characters():
