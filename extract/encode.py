@@ -30,7 +30,11 @@ def encode_batch(
 ) -> list[dict[str, np.ndarray]]:
     """Run every encoder of the plan on the good items; returns one dict of arrays per item."""
     texts = [text for item in items for text in item.record.texts]
-    token_ids, lengths, spans = plan.text.tokenize_with_spans(texts)  # [B*C, L], [B*C], [B*C, L, 2]
+    spans = None
+    if "token_spans" in plan.fields:  # [B*C, L], [B*C], [B*C, L, 2]
+        token_ids, lengths, spans = plan.text.tokenize_with_spans(texts)
+    else:
+        token_ids, lengths = plan.text.tokenize(texts)
     count, num_texts = len(items), len(items[0].record.texts)
     distinct, where = distinct_images(items)
     where = where.to(device)
@@ -64,7 +68,8 @@ def encode_batch(
     arrays = {name: to_numpy(value, plan.fields[name].storage) for name, value in out.items()}
     arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
     arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
-    arrays["token_spans"] = spans.reshape(count, num_texts, -1, 2)
+    if spans is not None:
+        arrays["token_spans"] = spans.reshape(count, num_texts, -1, 2)
     return [{name: value[i] for name, value in arrays.items()} for i in range(count)]
 
 

@@ -20,11 +20,13 @@ Field names (shapes per sample; C candidate texts, L tokens, T grid cells, R reg
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from extract.encoders import Encoder, ImageEncoder, TextEncoder, create_encoders
 from extract.store import FieldSpec
 
+log = logging.getLogger(__name__)
 DEFAULT_TEACHERS = "effnet-lite0,minilm"
 DEFAULT_STUDENT_INPUT = "pixels:16"
 
@@ -114,8 +116,15 @@ def plan_fields(
         FieldSpec("txt_emb", (num_texts, d_txt), store, text.fingerprint),
         FieldSpec("token_ids", (num_texts, length), "int32", text.fingerprint),
         FieldSpec("token_len", (num_texts,), "int32", text.fingerprint),
-        FieldSpec("token_spans", (num_texts, length, 2), "int32", text.fingerprint),
     ]
+    if text.gives_spans:
+        fields.append(FieldSpec("token_spans", (num_texts, length, 2), "int32", text.fingerprint))
+    else:
+        log.warning(
+            "%s gives no character spans for its tokens: students with another tokenizer will "
+            "get no per-token text targets from this cache",
+            text.id,
+        )
     if options.image_tokens:
         fields.append(FieldSpec("img_grid", image.fields["grid"], store, image.fingerprint))
     if options.text_tokens:

@@ -16,7 +16,7 @@ import torch
 from extract.store import CacheReader
 from train.align import aligned_states
 
-IDENTITY_PROBE = 64  # training samples whose texts decide whether two tokenizers agree
+IDENTITY_PROBE = 512  # training samples whose texts decide whether two tokenizers agree
 
 
 def stack(samples: list[dict], name: str) -> torch.Tensor:
@@ -29,11 +29,19 @@ def gold_rows(values: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
 
 
 class TeacherTokens:
-    """The cached token ids; targets at the same positions."""
+    """The cached token ids; targets at the same positions.
+
+    ``special_ids``: token ids that get no target. A pretrained student reading the cached ids
+    (its tokenizer is the teacher's) leaves its special tokens undistilled, as it would with
+    its own tokenizer; the own students distil every real token (``None``), as they always did.
+    """
 
     input_fields = ("token_ids", "token_len")
     target_fields = ("txt_tok",)
     description = "the text teacher's token ids; token j's target is teacher token j"
+
+    def __init__(self, special_ids: list[int] | None = None):
+        self.special_ids = None if special_ids is None else torch.tensor(sorted(special_ids))
 
     def inputs(self, samples: list[dict]) -> dict:
         return {
@@ -42,8 +50,12 @@ class TeacherTokens:
         }
 
     def token_targets(self, samples: list[dict], gold: torch.Tensor, inputs: dict):
-        """``[B, G, L, D]`` targets of each group's gold text; None: every real token has one."""
-        return gold_rows(stack(samples, "txt_tok").float(), gold), None
+        """``[B, G, L, D]`` targets of each group's gold text, and ``[B, G, L]`` which tokens
+        have one (None: every real token)."""
+        targets = gold_rows(stack(samples, "txt_tok").float(), gold)
+        if self.special_ids is None:
+            return targets, None
+        return targets, ~torch.isin(gold_rows(inputs["token_ids"], gold), self.special_ids)
 
 
 class StudentTokens:
@@ -99,37 +111,35 @@ class StudentTokens:
 
 def text_reader(tokenizer, max_length: int | None, cache: CacheReader, split: str):
     """:class:`TeacherTokens` when the student reads the cached ids (no tokenizer of its own, or
-    one that gives exactly the cached ids for the first training samples' texts), else
-    :class:`StudentTokens`."""
+    one that gives exactly the cached ids, untruncated, for the first training samples' texts),
+    else :class:`StudentTokens`."""
     cached_length = cache.fields["token_ids"].shape[-1]
     if tokenizer is None:
         return TeacherTokens()
     if max_length is not None and max_length >= cached_length:
         if gives_cached_ids(tokenizer, cache, split, cached_length):
-            reader = TeacherTokens()
+            reader = TeacherTokens(tokenizer.all_special_ids)
             reader.description = (
                 f"the text teacher's token ids: the student's tokenizer "
-                f"({type(tokenizer).__name__}) gives exactly the cached ids"
+                f"({type(tokenizer).__name__}) gives exactly the cached ids; special tokens "
+                "are not distilled"
             )
             return reader
     return StudentTokens(tokenizer, max_length or cached_length)
 
 
 def gives_cached_ids(tokenizer, cache: CacheReader, split: str, length: int) -> bool:
-    """Does ``tokenizer`` turn the stored texts into the cached ids (first training samples)?"""
+    """Does ``tokenizer`` turn the stored texts into exactly the cached ids, none of them cut
+    by the teacher's length (first :data:`IDENTITY_PROBE` training samples)? A text the teacher
+    truncated rules it out: read through the cached ids the student would never see its end."""
     for number, sample in enumerate(cache.split(split, fields=["token_ids", "token_len"])):
         if number == IDENTITY_PROBE:
             break
-        encoded = tokenizer(
-            list(sample["meta"]["texts"]),
-            padding="max_length",
-            truncation=True,
-            max_length=length,
-            return_tensors="np",
-        )
-        same_ids = np.array_equal(encoded["input_ids"], sample["token_ids"])
-        if not same_ids or not np.array_equal(
-            encoded["attention_mask"].sum(1), sample["token_len"]
-        ):
-            return False
+        ids = tokenizer(list(sample["meta"]["texts"]))["input_ids"]
+        for row, text_ids in enumerate(ids):
+            cached = sample["token_ids"][row]
+            if len(text_ids) != int(sample["token_len"][row]) or len(text_ids) > length:
+                return False
+            if not np.array_equal(np.asarray(text_ids), cached[: len(text_ids)]):
+                return False
     return True

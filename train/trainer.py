@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,6 +230,7 @@ class Trainer:
             log.info("resuming after epoch %d", state["epoch"])
         else:
             (self.out / "best.pt").unlink(missing_ok=True)  # never report an older run's model
+            shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
         keep_log_until(self.out / "metrics.jsonl", state["epoch"])
         with open(self.out / "metrics.jsonl", "a") as metrics_log:
             for epoch in range(state["epoch"], config.epochs):
@@ -435,8 +437,6 @@ class Trainer:
 def export_pretrained(model: DistilledStudent, folder: Path) -> None:
     """``save_pretrained`` of a transformers student (with its tokenizer), written to a temporary
     folder and renamed, so a reader never sees half a model; own students have no such format."""
-    import shutil
-
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if not model.student.save_pretrained(tmp):

@@ -111,6 +111,8 @@ class TextEncoder(Encoder):
         """Token ids ``[N, max_length]`` and the number of real tokens of each text ``[N]``."""
         raise NotImplementedError
 
+    gives_spans: bool = True  # False: the tokenizer cannot say which characters a token covers
+
     def tokenize_with_spans(
         self, texts: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

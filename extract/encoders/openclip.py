@@ -24,7 +24,7 @@ from .base import (
     seeded_init,
     sha256_of,
 )
-from .spans import openclip_spans
+from .spans import openclip_gives_spans, openclip_spans
 
 DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
 DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -119,6 +119,7 @@ class OpenCLIPText(TextEncoder):
         context = model.context_length if hasattr(model, "context_length") else 77
         self.max_length = min(max_length, context)
         self.tokenizer = open_clip.get_tokenizer(arch)
+        self.gives_spans = openclip_gives_spans(self.tokenizer)
         self.vocab_size = int(model.token_embedding.num_embeddings)
         width = model.transformer.width if hasattr(model, "transformer") else model.text.width
         self.fields = {

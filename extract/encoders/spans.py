@@ -94,7 +94,7 @@ def cleaned_to_original(cleaned: str, original: str) -> list[int | None]:
             continue
         while position < len(original) and original[position].isspace():
             position += 1
-        if position >= len(original) or original[position].lower() != char:
+        if position >= len(original) or original[position].lower() != char.lower():
             return _matched_blocks(cleaned, original)
         mapping.append(position)
         position += 1
@@ -102,12 +102,20 @@ def cleaned_to_original(cleaned: str, original: str) -> list[int | None]:
 
 
 def _matched_blocks(cleaned: str, original: str) -> list[int | None]:
+    """Both texts lower-cased, each character remembering whose it was (lower-casing can
+    change a character's length: "İ" -> "i̇"), matched with difflib."""
+    lowered_cleaned, cleaned_owner = _lowered(cleaned)
+    lowered_original, original_owner = _lowered(original)
     mapping: list[int | None] = [None] * len(cleaned)
-    matcher = difflib.SequenceMatcher(None, cleaned, original.lower(), autojunk=False)
+    matcher = difflib.SequenceMatcher(None, lowered_cleaned, lowered_original, autojunk=False)
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
-            mapping[block.a + k] = block.b + k
+            mapping[cleaned_owner[block.a + k]] = original_owner[block.b + k]
     return mapping
+
+
+def _lowered(text: str) -> tuple[str, list[int]]:
+    return text.lower(), [i for i, char in enumerate(text) for _ in char.lower()]
 
 
 def original_span(to_original: list[int | None], start: int, stop: int) -> tuple[int, int]:
@@ -116,21 +124,29 @@ def original_span(to_original: list[int | None], start: int, stop: int) -> tuple
     return (min(mapped), max(mapped) + 1) if mapped else NO_SPAN
 
 
+def is_clip_bpe(tokenizer) -> bool:
+    bpe = hasattr(tokenizer, "bpe") and hasattr(tokenizer, "pat")
+    return bpe and getattr(tokenizer, "reduction_fn", None) is None
+
+
+def openclip_gives_spans(tokenizer) -> bool:
+    """open_clip's BPE tokenizer (plain truncation), or its wrapper of a fast transformers
+    tokenizer in the standard mode; its other modes (e.g. reduction masks) give no spans."""
+    if is_clip_bpe(tokenizer):
+        return True
+    inner = getattr(tokenizer, "tokenizer", None)
+    return getattr(inner, "is_fast", False) and not getattr(tokenizer, "tokenizer_mode", "")
+
+
 def openclip_spans(tokenizer, texts: list[str], max_length: int) -> np.ndarray:
     """Spans for an open_clip tokenizer: its BPE ``SimpleTokenizer``, or its wrapper of a
-    transformers tokenizer (which cleans the texts, without lower-casing, before tokenizing)."""
-    if hasattr(tokenizer, "bpe") and hasattr(tokenizer, "pat"):
+    transformers tokenizer (which cleans the texts, without lower-casing, before tokenizing;
+    ``strip_sep_token`` only turns ``[SEP]`` into padding, and ``[SEP]`` has no span anyway)."""
+    if is_clip_bpe(tokenizer):
         return clip_bpe_spans(tokenizer, texts, max_length)
-    inner = getattr(tokenizer, "tokenizer", None)
-    plain = not getattr(tokenizer, "tokenizer_mode", "") and not getattr(
-        tokenizer, "strip_sep_token", False
-    )
-    if inner is None or not plain:
-        raise ValueError(
-            f"open_clip's {type(tokenizer).__name__} gives no character spans for its tokens, "
-            "which the cache stores so that students with other tokenizers can align to the "
-            "teacher; use a CLIP teacher with the BPE or a plain transformers tokenizer"
-        )
+    if not openclip_gives_spans(tokenizer):
+        raise ValueError(f"open_clip's {type(tokenizer).__name__} gives no character spans")
+    inner = tokenizer.tokenizer
     cleaned = [tokenizer.clean_fn(text) for text in texts]
     spans = hf_spans(inner, cleaned, max_length)
     for row, (clean, text) in enumerate(zip(cleaned, texts, strict=True)):

@@ -61,13 +61,18 @@ def test_text_reader_uses_the_cached_ids_when_the_tokenizers_agree(tmp_path, wor
     samples = list(CacheReader(cache_dir).split("train", ["txt_tok", "token_ids", "token_len"]))[:3]
     gold = torch.zeros(3, 1, dtype=torch.long)
     targets, valid = reader.token_targets(samples, gold, reader.inputs(samples))
-    assert valid is None
     assert torch.equal(targets, torch.from_numpy(np.stack([s["txt_tok"] for s in samples]))[:, :1])
+    # [CLS] and [SEP] get no target, as with the student's own tokenization: "red" alone does
+    assert valid[:, 0, :3].tolist() == [[False, True, False]] * 3
     # a teacher with another vocabulary: the student tokenizes the stored texts itself
     other = build(tmp_path / "other")
     assert isinstance(text_reader(wordpiece, 512, CacheReader(other), "train"), StudentTokens)
     # ... and so does a student whose positions are fewer than the cached tokens
     assert isinstance(text_reader(wordpiece, 4, CacheReader(cache_dir), "train"), StudentTokens)
+    # ... and a cache whose teacher cut the texts: through the cached ids the student would
+    # never read their ends
+    cut = build(tmp_path / "cut", tokenizer=wordpiece, text_suffix=" is a small round thing")
+    assert isinstance(text_reader(wordpiece, 512, CacheReader(cut), "train"), StudentTokens)
 
 
 def test_student_tokens_align_the_cached_targets(tmp_path, wordpiece):

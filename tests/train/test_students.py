@@ -34,6 +34,15 @@ def test_vilt_visual_tokens_equal_the_librarys_own_embedding(vilt_dir, wordpiece
     student = create_student(f"hf:{vilt_dir}", context()).eval()
     assert student.num_visual_tokens == 16 and "re-cut at ViLT's 2 px" in student.info.notes[0]
     patches = torch.randint(0, 256, (3, 4, 48), dtype=torch.uint8)
+    pixels = student.pixel_values(patches)
+    with torch.no_grad():  # visual token j is patch j (row-major); the library shuffles them
+        ours = student.image_embeds(pixels)  # [N, 1 + 16, W]
+        mask = torch.ones(3, 8, 8, dtype=torch.long)
+        library, _, (where, _) = student.model.embeddings.visual_embed(pixels, mask, -1)
+    order = where[..., 0] * 4 + where[..., 1]  # the library's patch index, row-major
+    assert torch.equal(ours[:, 0], library[:, 0])  # the image [CLS]
+    for row in range(3):
+        assert torch.allclose(ours[row, 1:][order[row]], library[row, 1:], atol=1e-6)
     ids = torch.tensor(wordpiece(["a red cube", "blue", "what is it"], padding=True)["input_ids"])
     lengths = (ids != 0).sum(1)
     mask = (ids != 0).long()
@@ -109,19 +118,27 @@ def test_each_student_trains_with_each_mode(tmp_path, kind, distill, request):
 
 
 def assert_best_is_the_plain_model(run, kind: str) -> None:
-    """best_hf/ loads with the library alone and holds exactly best.pt's weights."""
+    """best_hf/ loads with the library alone and holds exactly best.pt's weights (and, for
+    VisualBERT, the visual adapter that feeds it the cached features)."""
     from transformers import AutoTokenizer, ViltModel, VisualBertModel
+
+    from train.students.hf import VisualAdapter
 
     model_class = ViltModel if kind == "vilt" else VisualBertModel
     plain = model_class.from_pretrained(run / "best_hf")
     best = torch.load(run / "best.pt", weights_only=True)["model"]
-    prefix = "student.model."
-    exported = {k[len(prefix) :]: v for k, v in best.items() if k.startswith(prefix)}
+    exported = {k.removeprefix("student.model."): v for k, v in best.items()}
     state = plain.state_dict()
-    assert exported.keys() == state.keys()
     assert all(torch.equal(exported[k], state[k]) for k in state)
     assert not any(k.startswith("distill_heads") for k in best)
     assert AutoTokenizer.from_pretrained(run / "best_hf").is_fast
+    students = {k for k in best if k.startswith("student.")}
+    if kind == "visualbert":
+        adapter = VisualAdapter.from_folder(run / "best_hf")
+        for name, value in adapter.state_dict().items():
+            assert torch.equal(value, best[f"student.adapter.{name}"])
+        students -= {f"student.adapter.{name}" for name in adapter.state_dict()}
+    assert students == {f"student.model.{k}" for k in state}  # nothing of the student left out
 
 
 @pytest.mark.parametrize("kind", ["vilt", "visualbert"])
@@ -142,6 +159,28 @@ def test_resume_is_bit_identical(tmp_path, kind, request):
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
     assert whole["state"]["history"] == cut["state"]["history"]
+
+
+def test_half_precision_checkpoints_train_in_float32(tmp_path, visualbert_dir):
+    from transformers import VisualBertModel
+
+    VisualBertModel.from_pretrained(visualbert_dir, dtype=torch.bfloat16).save_pretrained(
+        tmp_path / "bf16"
+    )
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "bf16" / name).write_bytes((visualbert_dir / name).read_bytes())
+    student = create_student(f"hf:{tmp_path / 'bf16'}", context("grid", (4, 24)))
+    assert {p.dtype for p in student.parameters()} == {torch.float32}
+    ids = torch.tensor([[101, 2417, 102]])
+    assert student(torch.randn(1, 4, 24), ids, torch.tensor([3])).cls.dtype == torch.float32
+
+
+def test_an_older_transformers_export_does_not_outlive_its_run(tmp_path, vilt_dir):
+    cache = build(tmp_path / "cache")
+    assert run_cli(cache, tmp_path / "run", "--student", f"hf:{vilt_dir}").exit_code == 0
+    assert (tmp_path / "run" / "best_hf").is_dir()
+    assert run_cli(cache, tmp_path / "run").exit_code == 0  # the own student, same --out
+    assert not (tmp_path / "run" / "best_hf").exists()
 
 
 def test_visualbert_reads_region_features(tmp_path, visualbert_dir):

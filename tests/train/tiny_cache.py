@@ -59,9 +59,9 @@ def tokens(word: int) -> np.ndarray:
     return row
 
 
-def encode_texts(words: list[int], tokenizer) -> dict[str, np.ndarray]:
+def encode_texts(words: list[int], tokenizer, suffix: str = "") -> dict[str, np.ndarray]:
     """Token ids, lengths and spans of the texts, in the fake vocabulary or ``tokenizer``'s."""
-    texts = [TEXT[word] for word in words]
+    texts = [TEXT[word] + suffix for word in words]
     if tokenizer is None:
         spans = np.zeros((len(words), LENGTH, 2), dtype=np.int64)
         spans[:, 1, 1] = [len(text) for text in texts]  # [CLS] <word> [SEP]: only the word
@@ -89,9 +89,9 @@ def encode_texts(words: list[int], tokenizer) -> dict[str, np.ndarray]:
 
 
 def sample(
-    rng, words: list[int], specs: dict[str, FieldSpec], tokenizer=None
+    rng, words: list[int], specs: dict[str, FieldSpec], tokenizer=None, suffix: str = ""
 ) -> dict[str, np.ndarray]:
-    arrays = encode_texts(words, tokenizer)
+    arrays = encode_texts(words, tokenizer, suffix)
     for name, spec in specs.items():
         if name in arrays:
             continue
@@ -135,6 +135,7 @@ def build(
     grid_width: int = WIDTH,  # a ViT's token grid is wider than its pooled embedding
     tokenizer=None,
     regions: bool = False,
+    text_suffix: str = "",  # with a tokenizer: longer texts, which LENGTH tokens may cut
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
@@ -159,8 +160,9 @@ def build(
                 if split == "test" and kind != "vqa":
                     meta = {k: v for k, v in meta.items() if not k.endswith("label")}
                 meta["source"] = "lsmdc" if i % 2 else "movieclips"
-                meta["texts"] = [TEXT[word] for word in words]
-                writer.write(f"{split}-{i}", sample(rng, words, specs, tokenizer), meta)
+                meta["texts"] = [TEXT[word] + text_suffix for word in words]
+                arrays = sample(rng, words, specs, tokenizer, text_suffix)
+                writer.write(f"{split}-{i}", arrays, meta)
     for name, spec in builder.spec.fields.items():
         if spec.storage == "fp32":
             builder.put_shared(f"mean_{name}", np.zeros(spec.shape[-1], dtype=np.float32))

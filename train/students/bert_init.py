@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 
 from train.students.base import StudentContext
-from train.students.hf import MINILM, VisualBertStudent, load_tokenizer, packaged_minilm
+from train.students.hf import (
+    MINILM,
+    VisualBertStudent,
+    check_vocabulary,
+    load_tokenizer,
+    packaged_minilm,
+)
 
 # the BertConfig settings VisualBertConfig shares
 SHARED_CONFIG = (
@@ -46,7 +52,7 @@ def visualbert_from_bert(source: str, context: StudentContext) -> VisualBertStud
     from transformers import AutoModel, VisualBertConfig, VisualBertModel
 
     folder = bert_folder(source)
-    bert = AutoModel.from_pretrained(folder)
+    bert = AutoModel.from_pretrained(folder, dtype=torch.float32)
     if bert.config.model_type != "bert":
         raise ValueError(
             f"--student visualbert-init:{source} is a {bert.config.model_type!r} checkpoint; "
@@ -59,7 +65,9 @@ def visualbert_from_bert(source: str, context: StudentContext) -> VisualBertStud
     )
     model = VisualBertModel(config)
     copied = copy_bert_weights(bert.state_dict(), model)
-    student = VisualBertStudent(model, load_tokenizer(str(folder), context.tokenizer), context)
+    tokenizer = load_tokenizer(str(folder), context.tokenizer)
+    check_vocabulary(tokenizer, config.vocab_size, f"visualbert-init:{source}")
+    student = VisualBertStudent(model, tokenizer, context)
     info = student.info
     info.kind = "VisualBERT, text side initialised from a BERT checkpoint"
     info.source = f"visualbert-init:{source} ({folder})"

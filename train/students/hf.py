@@ -16,6 +16,7 @@ Offline, ``<model id>`` must be in the local Hugging Face cache; a local path al
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -34,6 +35,10 @@ from train.students.base import (
 
 SUPPORTED = {"vilt": "ViltModel", "visual_bert": "VisualBertModel"}
 MINILM = "minilm"  # --student-tokenizer minilm: the packaged BERT-uncased WordPiece vocabulary
+# transformers loads a checkpoint saved in bf16/fp16 in that type by default; the student trains
+# in float32 master weights (autocast gives bf16 compute on a GPU)
+FLOAT32_LOADING = {"dtype": torch.float32, "output_loading_info": True}
+ADAPTER_JSON, ADAPTER_WEIGHTS = "visual_adapter.json", "visual_adapter.safetensors"
 
 
 def packaged_minilm() -> Path:
@@ -66,12 +71,21 @@ def load_tokenizer(source: str, override: str | None):
     # transformers builds a tokenizer of special tokens alone from a folder without vocabulary
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
         raise ValueError(f"{name!r} holds no tokenizer vocabulary; {fix}")
+    tokenizer.padding_side = "right"  # the students count real tokens from the left
     if not tokenizer.is_fast:
         raise ValueError(
             f"the tokenizer of {name!r} is not a fast tokenizer, so it gives no character "
             "offsets to align the teacher's tokens with; use a folder with tokenizer.json"
         )
     return tokenizer
+
+
+def check_vocabulary(tokenizer, vocab_size: int, student: str) -> None:
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"the student's tokenizer has {len(tokenizer)} tokens but {student} embeds only "
+            f"{vocab_size}; give the tokenizer the model was trained with (--student-tokenizer)"
+        )
 
 
 def hf_student(source: str, context: StudentContext) -> StudentBase:
@@ -92,21 +106,16 @@ def hf_student(source: str, context: StudentContext) -> StudentBase:
             f"{', '.join(f'{t} ({c})' for t, c in SUPPORTED.items())}"
         )
     tokenizer = load_tokenizer(source, context.tokenizer)
-    if len(tokenizer) > config.vocab_size:
-        raise ValueError(
-            f"the student's tokenizer has {len(tokenizer)} tokens but hf:{source} embeds only "
-            f"{config.vocab_size}; give the tokenizer the model was trained with "
-            "(--student-tokenizer)"
-        )
+    check_vocabulary(tokenizer, config.vocab_size, f"hf:{source}")
     if config.model_type == "vilt":
         from transformers import ViltModel
 
-        model, loading = ViltModel.from_pretrained(source, output_loading_info=True)
+        model, loading = ViltModel.from_pretrained(source, **FLOAT32_LOADING)
         student = ViltStudent(model, tokenizer, context)
     else:
         from transformers import VisualBertModel
 
-        model, loading = VisualBertModel.from_pretrained(source, output_loading_info=True)
+        model, loading = VisualBertModel.from_pretrained(source, **FLOAT32_LOADING)
         student = VisualBertStudent(model, tokenizer, context)
     student.info.source = f"hf:{source}"
     student.info.missing = sorted(loading.get("missing_keys", []))
@@ -231,15 +240,19 @@ class ViltStudent(HFStudent):
 
 class VisualAdapter(nn.Module):
     """Cached visual tokens -> VisualBERT's visual input: pixels scaled to -1..1, a linear map
-    when the widths differ, and a learned position per grid cell (none for regions)."""
+    when the widths differ, and a learned position per grid cell (none for regions).
 
-    def __init__(self, context: StudentContext, width: int):
+    It is part of the trained student: ``save_pretrained`` writes it beside the model
+    (``visual_adapter.json`` and ``.safetensors``) and :meth:`from_folder` reads it back.
+    """
+
+    def __init__(self, kind: str, tokens: int, cached: int, width: int):
         super().__init__()
-        tokens, cached = context.visual_shape[0], context.visual_shape[-1]
-        self.pixels = context.visual_kind == "pixels"
+        self.settings = {"kind": kind, "tokens": tokens, "cached": cached, "width": width}
+        self.pixels = kind == "pixels"
         self.project = nn.Linear(cached, width) if cached != width else nn.Identity()
         self.position = None
-        if context.visual_kind != "regions":
+        if kind != "regions":
             self.position = nn.Parameter(torch.zeros(1, tokens, width))
             nn.init.normal_(self.position, std=0.02)
         self.described = []
@@ -247,6 +260,22 @@ class VisualAdapter(nn.Module):
             self.described.append(f"linear {cached} -> {width} (visual_embedding_dim)")
         if self.position is not None:
             self.described.append(f"learned position per grid cell ({tokens} cells)")
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        (Path(folder) / ADAPTER_JSON).write_text(json.dumps(self.settings, indent=1) + "\n")
+        state = {name: value.contiguous() for name, value in self.state_dict().items()}
+        save_file(state, str(Path(folder) / ADAPTER_WEIGHTS))
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> VisualAdapter:
+        """The adapter a trained VisualBERT student wrote beside its model."""
+        from safetensors.torch import load_file
+
+        adapter = cls(**json.loads((Path(folder) / ADAPTER_JSON).read_text()))
+        adapter.load_state_dict(load_file(str(Path(folder) / ADAPTER_WEIGHTS)))
+        return adapter
 
     def forward(self, visual: torch.Tensor) -> torch.Tensor:
         values = visual.float() / 127.5 - 1.0 if self.pixels else visual.float()
@@ -259,9 +288,20 @@ class VisualBertStudent(HFStudent):
         super().__init__(model, tokenizer, "VisualBERT (cached visual features + text)")
         if getattr(model.config, "bypass_transformer", False):
             raise ValueError("VisualBERT with bypass_transformer=True is not supported")
-        self.adapter = VisualAdapter(context, int(model.config.visual_embedding_dim))
+        self.adapter = VisualAdapter(
+            context.visual_kind,
+            context.visual_shape[0],
+            context.visual_shape[-1],
+            int(model.config.visual_embedding_dim),
+        )
         self.info.adapters = [f"{context.visual_field}: {d}" for d in self.adapter.described]
         self.finish_info()
+
+    def save_pretrained(self, folder: Path) -> bool:
+        """The model and tokenizer, and the visual adapter that feeds it cached features."""
+        super().save_pretrained(folder)
+        self.adapter.save(folder)
+        return True
 
     def forward(self, visual, token_ids, token_len, visual_mask=None) -> StudentOutput:
         mask = text_mask(token_ids, token_len)

@@ -78,3 +78,28 @@ def test_cleaning_maps_back_to_the_original_characters():
     assert cleaned_to_original("a b", "A \t b") == [0, None, 4]
     mapped = cleaned_to_original("tom & jerry", "Tom &amp; Jerry")  # falls back to difflib
     assert [mapped[i] for i in (0, 4, 6)] == [0, 4, 10]
+
+
+def test_a_character_that_grows_when_lower_cased_shifts_nothing(bpe):
+    text = "İstanbul is big"  # "İ".lower() is two characters
+    spans = clip_bpe_spans(bpe, [text], 16)[0]
+    real = [(int(a), int(b)) for a, b in spans if b > a]
+    assert [text[a:b] for a, b in real[-2:]] == ["is", "big"]
+    first = real[:-2]  # the pieces of "İstanbul" (its "İ" may be more than one) lie within it
+    assert min(a for a, _ in first) == 0 and max(b for _, b in first) == 8
+
+
+def test_open_clip_tokenizers_without_spans_are_told_apart(wordpiece):
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    from extract.encoders.spans import openclip_gives_spans, openclip_spans
+
+    assert openclip_gives_spans(SimpleTokenizer())
+    assert not openclip_gives_spans(SimpleTokenizer(reduction_mask="simple"))
+    clipa = HFTokenizer(str(minilm_path()), strip_sep_token=True)  # as the CLIPA configs set
+    assert openclip_gives_spans(clipa)
+    spans = openclip_spans(clipa, ["a Red cube"], 8)[0]
+    ids = clipa(["a Red cube"], context_length=8)[0]
+    assert [("a Red cube"[a:b], int(i)) for (a, b), i in zip(spans, ids, strict=True)][:5] == [
+        ("", 101), ("a", 1037), ("Red", 2417), ("cube", 14291), ("", 0),
+    ]  # fmt: skip
