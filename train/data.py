@@ -100,6 +100,9 @@ class Collate:
 
     ``text`` decides how the student reads the texts (the cached ids, or its own tokenizer);
     ``visual_count`` names the field that counts a sample's real visual tokens (regions).
+    Samples whose key is in ``unlabelled`` (the distillation pool) are collated as if they had
+    no label: no task target, and each group's first candidate text is the one distilled, so
+    their labels never reach training.
     """
 
     task: TaskSpec
@@ -107,6 +110,7 @@ class Collate:
     target_fields: tuple[str, ...] = ()
     text: object = field(default_factory=TeacherTokens)
     visual_count: str | None = None
+    unlabelled: frozenset[str] = frozenset()
 
     def __call__(self, samples: list[dict]) -> dict:
         text = self.text.inputs(samples)
@@ -120,12 +124,15 @@ class Collate:
         if self.visual_count is not None:
             counts = stack(samples, self.visual_count).reshape(-1, 1)
             batch["visual_mask"] = torch.arange(batch["visual"].shape[1])[None] < counts
-        labels = [[self.label(s["meta"], g) for g in self.task.groups] for s in samples]
+        metas = [self.visible(s) for s in samples]
+        labels = [[self.label(meta, g) for g in self.task.groups] for meta in metas]
         batch["labels"] = torch.tensor(labels)  # [B, G]; -1 where the label is hidden (test)
-        gold = torch.tensor([self.gold(s["meta"]) for s in samples])
+        gold = torch.tensor([self.gold(meta) for meta in metas])
         batch["gold"] = gold  # [B, G] candidate index of each group's gold text
+        if self.unlabelled:
+            batch["labelled"] = torch.tensor([s["__key__"] not in self.unlabelled for s in samples])
         if self.task.kind == "soft_score":
-            batch["soft"] = torch.stack([self.task.soft_targets(s["meta"]) for s in samples])
+            batch["soft"] = torch.stack([self.task.soft_targets(meta) for meta in metas])
         for name in self.target_fields:
             if name == "txt_tok":  # per candidate, in the student's tokens
                 batch[name], valid = self.text.token_targets(samples, gold, text)
@@ -143,6 +150,13 @@ class Collate:
         """The same collation without targets (evaluation reads only the student's inputs)."""
         return Collate(self.task, self.visual_field, (), self.text, self.visual_count)
 
+    def visible(self, sample: dict) -> dict:
+        """A sample's json as training may see it: without labels for pool samples."""
+        if sample["__key__"] not in self.unlabelled:
+            return sample["meta"]
+        hidden = {g.label_key for g in self.task.groups} | {"targets", "answers", "label"}
+        return {k: v for k, v in sample["meta"].items() if k not in hidden}
+
     def gold(self, meta: dict) -> list[int]:
         """Each group's gold candidate (absolute index); its first one where labels are hidden."""
         if self.task.kind != "multiple_choice":
@@ -156,10 +170,47 @@ class Collate:
         return -1 if value is None else int(value)
 
 
+class PooledBatches:
+    """Batches of ``batch_size`` labelled samples (a seeded shuffle of ``labelled``, the epoch's
+    length) each joined by as many unlabelled ones from the pool (indices ``labelled`` onwards,
+    a seeded shuffle per epoch, wrapping around when the pool is the smaller)."""
+
+    def __init__(self, labelled: int, pool: int, batch_size: int, seed: int, epoch: int):
+        self.labelled, self.pool, self.batch_size = labelled, pool, batch_size
+        self.seed = seed * 1000 + epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(self.labelled, generator=generator).tolist()
+        pool = (self.labelled + torch.randperm(self.pool, generator=generator)).tolist()
+        for number, start in enumerate(range(0, self.labelled, self.batch_size)):
+            batch = order[start : start + self.batch_size]
+            offset = number * self.batch_size
+            yield batch + [pool[(offset + i) % len(pool)] for i in range(len(batch))]
+
+    def __len__(self) -> int:
+        return math.ceil(self.labelled / self.batch_size)
+
+
 def train_loader(
-    cache_dir, split, keys, full_split: bool, fields, collate, batch_size, workers, seed, epoch
+    cache_dir,
+    split,
+    keys,
+    full_split: bool,
+    fields,
+    collate,
+    batch_size,
+    workers,
+    seed,
+    epoch,
+    pool: list[str] | None = None,
 ):
-    """Stream the whole split, or read a subset by key; shuffled with ``seed`` and ``epoch``."""
+    """Stream the whole split, or read a subset by key; shuffled with ``seed`` and ``epoch``.
+    With a ``pool`` (``--distill-pool all``) every batch also holds as many pool samples."""
+    if pool:
+        dataset = KeyedSamples(Path(cache_dir), split, keys + pool, fields)
+        sampler = PooledBatches(len(keys), len(pool), batch_size, seed, epoch)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate)
     if full_split:
         stream = StreamingDataset(
             cache_dir, split, fields, as_float32=False, shuffle=True, seed=seed

@@ -33,6 +33,13 @@ class DistilledStudent(nn.Module):
         return out, self.head(out.cls, count)
 
     def task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The task loss of the labelled samples (a batch may hold unlabelled pool samples)."""
+        if "labelled" in batch:
+            rows = batch["labelled"]
+            batch = {**batch, "soft": batch.get("soft"), "labels": batch["labels"][rows]}
+            if batch["soft"] is not None:
+                batch["soft"] = batch["soft"][rows]
+            logits = logits[rows]
         task = self.head.task
         if task.kind == "soft_score":
             return self.head.loss(logits, batch["soft"])

@@ -104,6 +104,13 @@ def pick_device(name: str) -> str:
     default=None,
     help="Low-shot: this many training samples (stratified, seeded).",
 )
+@click.option(
+    "--distill-pool",
+    type=click.Choice(["labelled", "all"]),
+    default="labelled",
+    help="all: distil also the training samples outside the low-shot subset (their cached "
+    "targets need no label; the task loss stays on the subset).",
+)
 @click.option("--seed", type=int, default=0, help="Seed (subset, initialisation, order).")
 @click.option(
     "--seeds", default=None, help="Several seeds, e.g. 1,2,3: one run each, then mean +- std."
@@ -213,6 +220,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         eval_splits=split_list(options["eval_splits"]),
         train_fraction=options["train_fraction"],
         train_count=options["train_count"],
+        distill_pool=options["distill_pool"],
         train_where=parse_where(options["train_where"]),
         eval_where=parse_where(options["eval_where"]),
         seed=seed,

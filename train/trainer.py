@@ -68,6 +68,7 @@ class TrainConfig:
     eval_splits: list[str] | None = None  # default: every split but the training one
     train_fraction: float | None = None
     train_count: int | None = None
+    distill_pool: str = "labelled"  # all: distil also the training samples outside the subset
     train_where: list[tuple[str, str]] = field(default_factory=list)
     eval_where: list[tuple[str, str]] = field(default_factory=list)
     seed: int = 0
@@ -102,6 +103,10 @@ class Trainer:
             self.cache, config, self.visual, self.text.input_fields, self.text.target_fields
         )
         self.visual_count = "region_count" if self.visual in REGION_FIELDS else None
+        if config.distill_pool not in ("labelled", "all"):
+            raise ValueError(f"--distill-pool {config.distill_pool!r}: use labelled or all")
+        if config.distill_pool == "all" and config.distill.mode == "none":
+            raise ValueError("--distill-pool all needs distillation (--distill naive or mad)")
         self.val_split, self.eval_splits = default_splits(self.cache, config)
         self.confidence = conf.resolve_confidence(config.confidence, self.cache, self.task)
         self.out = Path(config.out)
@@ -134,6 +139,24 @@ class Trainer:
         everything = len(metas) == len(self.cache.split(self.config.train_split, fields=[]))
         return keys, dict(metas), full and everything
 
+    def pool_keys(self, keys: list[str]) -> list[str]:
+        """``--distill-pool all``: the training samples (matching ``--train-where``) outside the
+        low-shot subset, whose cached targets need no label."""
+        if self.config.distill_pool == "labelled":
+            return []
+        chosen = set(keys)
+        pool = [
+            k
+            for k, m in read_metas(self.cache, self.config.train_split)
+            if matches(m, self.config.train_where) and k not in chosen
+        ]
+        if not pool:
+            raise ValueError(
+                "--distill-pool all distils the training samples outside the low-shot subset, "
+                "and there are none; give --train-fraction or --train-count"
+            )
+        return pool
+
     def is_labelled(self, meta: dict) -> bool:
         if self.task.kind == "soft_score":
             return "targets" in meta
@@ -162,10 +185,15 @@ class Trainer:
             )
         return dict(zip(keys, weights.tolist(), strict=True))
 
-    def collate(self) -> Collate:
+    def collate(self, unlabelled: frozenset[str] = frozenset()) -> Collate:
         """Training batches: the student's inputs and the distillation targets."""
         return Collate(
-            self.task, self.visual, tuple(self.fields.targets), self.text, self.visual_count
+            self.task,
+            self.visual,
+            tuple(self.fields.targets),
+            self.text,
+            self.visual_count,
+            unlabelled,
         )
 
     def means(self) -> dict[str, torch.Tensor]:
@@ -212,7 +240,11 @@ class Trainer:
         config = self.config
         keys, metas, full = self.select_train_keys()
         weights, means, model = self.instance_weights(keys, metas), self.means(), self.build()
-        collate = self.collate()
+        pool = self.pool_keys(keys)
+        step_weights = dict(weights)
+        if weights and pool:  # no label, so no confidence: the labelled samples' mean weight
+            step_weights.update(dict.fromkeys(pool, float(np.mean(list(weights.values())))))
+        collate = self.collate(unlabelled=frozenset(pool))
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -251,10 +283,11 @@ class Trainer:
                     config.workers,
                     config.seed,
                     epoch,
+                    pool,
                 )
                 bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
                 losses = self.train_epoch(
-                    model, loader, optimizer, scheduler, means, weights, bar, log_step
+                    model, loader, optimizer, scheduler, means, step_weights, bar, log_step
                 )
                 entry = {
                     "kind": "epoch",
@@ -270,7 +303,9 @@ class Trainer:
                 self.save_last(model, optimizer, scheduler, state)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
-        return self.final_results(model, collate, keys, metas, weights, state)
+        results = self.final_results(model, collate, keys, metas, weights, state)
+        results["pool_samples"] = len(pool)
+        return results
 
     def validate(self, model, collate: Collate, entry: dict, state: dict) -> None:
         """Score the validation split; keep the best model (selection never sees a test split)."""
