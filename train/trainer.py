@@ -4,7 +4,6 @@ final evaluation."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -29,11 +28,11 @@ from train.data import (
 from train.evaluation import predict, score, to_device
 from train.mad import DistillConfig
 from train.model import VISUAL_TARGETS, DistilledStudent
+from train.runlog import RunLog
 from train.setup import (
     REGION_FIELDS,
     choose_visual_field,
     default_splits,
-    keep_log_until,
     required_fields,
     schedule,
     seed_everything,
@@ -263,15 +262,10 @@ class Trainer:
         else:
             (self.out / "best.pt").unlink(missing_ok=True)  # never report an older run's model
             shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
-        keep_log_until(self.out / "metrics.jsonl", state["epoch"])
-        with open(self.out / "metrics.jsonl", "a") as metrics_log:
+        run_log = RunLog(self.out, state["epoch"], scheduler.last_epoch)
+        run_log.weights(weights)
+        try:
             for epoch in range(state["epoch"], config.epochs):
-
-                def log_step(entry: dict, epoch: int = epoch) -> None:
-                    metrics_log.write(
-                        json.dumps({"kind": "step", "epoch": epoch + 1, **entry}) + "\n"
-                    )
-
                 loader = train_loader(
                     config.cache,
                     config.train_split,
@@ -287,22 +281,20 @@ class Trainer:
                 )
                 bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
                 losses = self.train_epoch(
-                    model, loader, optimizer, scheduler, means, step_weights, bar, log_step
-                )
-                entry = {
-                    "kind": "epoch",
-                    "epoch": epoch + 1,
-                    **losses,
-                    "lr": scheduler.get_last_lr()[0],
-                }
+                    model, loader, optimizer, scheduler, means, step_weights, bar,
+                    lambda entry, epoch=epoch: run_log.step(epoch + 1, entry),
+                )  # fmt: skip
+                entry = {"kind": "epoch", "epoch": epoch + 1, **losses}
+                entry["lr"] = scheduler.get_last_lr()[0]
                 self.validate(model, collate, entry, state)
-                metrics_log.write(json.dumps(entry) + "\n")
-                metrics_log.flush()
+                run_log.epoch(entry, scheduler.last_epoch)
                 state["history"].append(entry)
                 state["epoch"] = epoch + 1
                 self.save_last(model, optimizer, scheduler, state)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
+        finally:
+            run_log.close()
         results = self.final_results(model, collate, keys, metas, weights, state)
         results["pool_samples"] = len(pool)
         return results
