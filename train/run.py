@@ -182,30 +182,37 @@ def main(**options) -> None:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if options["train_fraction"] is not None and options["train_count"] is not None:
         raise click.UsageError("give --train-fraction or --train-count, not both")
-    seeds = [int(s) for s in options["seeds"].split(",")] if options["seeds"] else [options["seed"]]
     try:
-        distill = DistillConfig(
-            options["distill"],
-            options["select"],
-            options["topk"],
-            options["distance"],
-            options["weight"],
-            options["target"],
-            tuple(options["branches"].split(",")),
-        )
-        runs = []
-        for seed in seeds:
-            out = options["out"] if len(seeds) == 1 else options["out"] / f"seed-{seed}"
-            config = make_config(options, distill, seed, out)
-            results = Trainer(config).fit(progress=bar)
-            write_run_report(out, results)
-            click.echo(f"seed {seed}: {out}\n{run_table(results)}\n")
-            runs.append(results)
+        runs = execute(options, progress=bar, echo=click.echo)
     except (ValueError, FileNotFoundError, KeyError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     if len(runs) > 1:
         click.echo(write_summary(options["out"], aggregate(runs)))
+
+
+def execute(options: dict, progress=None, echo=None) -> list[dict]:
+    """The runs the options ask for, one per seed, each with its report written; what ``main``
+    does once the command line is parsed (``train.protocol`` calls it for every cell)."""
+    seeds = [int(s) for s in options["seeds"].split(",")] if options["seeds"] else [options["seed"]]
+    distill = DistillConfig(
+        options["distill"],
+        options["select"],
+        options["topk"],
+        options["distance"],
+        options["weight"],
+        options["target"],
+        tuple(options["branches"].split(",")),
+    )
+    runs = []
+    for seed in seeds:
+        out = options["out"] if len(seeds) == 1 else options["out"] / f"seed-{seed}"
+        results = Trainer(make_config(options, distill, seed, out)).fit(progress=progress)
+        write_run_report(out, results)
+        if echo is not None:
+            echo(f"seed {seed}: {out}\n{run_table(results)}\n")
+        runs.append(results)
+    return runs
 
 
 def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> TrainConfig:
