@@ -138,6 +138,13 @@ def pick_device(name: str) -> str:
     help="The same filter for evaluation splits, e.g. source=movieclips.",
 )
 @click.option("--epochs", type=int, default=10, help="Training epochs.")
+@click.option(
+    "--keep",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    help="The model kept: the best epoch on the validation split (validated after every "
+    "epoch), or the last epoch (validated once: cheaper).",
+)
 @click.option("--batch-size", type=int, default=32, help="Samples per batch.")
 @click.option(
     "--accumulate", type=int, default=1, help="Batches per optimiser step (gradient accumulation)."
@@ -232,6 +239,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         eval_where=parse_where(options["eval_where"]),
         seed=seed,
         epochs=options["epochs"],
+        keep=options["keep"],
         batch_size=options["batch_size"],
         lr=options["lr"],
         accumulate=options["accumulate"],

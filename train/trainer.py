@@ -72,6 +72,7 @@ class TrainConfig:
     eval_where: list[tuple[str, str]] = field(default_factory=list)
     seed: int = 0
     epochs: int = 10
+    keep: str = "best"  # the model kept: best on validation (validated every epoch) or last
     batch_size: int = 32
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -102,6 +103,8 @@ class Trainer:
             self.cache, config, self.visual, self.text.input_fields, self.text.target_fields
         )
         self.visual_count = "region_count" if self.visual in REGION_FIELDS else None
+        if config.keep not in ("best", "last"):
+            raise ValueError(f"--keep {config.keep!r}: use best or last")
         if config.distill_pool not in ("labelled", "all"):
             raise ValueError(f"--distill-pool {config.distill_pool!r}: use labelled or all")
         if config.distill_pool == "all" and config.distill.mode == "none":
@@ -300,14 +303,19 @@ class Trainer:
         return results
 
     def validate(self, model, collate: Collate, entry: dict, state: dict) -> None:
-        """Score the validation split; keep the best model (selection never sees a test split)."""
+        """Score the validation split; keep the best model (selection never sees a test split).
+        With ``keep="last"`` only the last epoch is validated, and its model is kept."""
         if self.val_split is None:
+            return
+        last = entry["epoch"] == self.config.epochs
+        if self.config.keep == "last" and not last:
             return
         # model selection sees the training domain only (--train-where), never the shifted one
         loader = self.loader(self.val_split, collate, self.config.train_where)
         entry["val"] = score(self.task, predict(model, loader, self.device))
         value = entry["val"]["score"]
-        if value is not None and (state["best"] is None or value > state["best"]):
+        better = state["best"] is None or (value is not None and value > state["best"])
+        if value is not None and (better or self.config.keep == "last"):
             state.update(best=value, best_epoch=entry["epoch"])
             save_atomic({"model": model.export_state()}, self.out / "best.pt")
 

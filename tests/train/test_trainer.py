@@ -216,3 +216,14 @@ def test_compare_places_methods_side_by_side(tmp_path):
     assert lines[0] == "| method | val |"  # the test split has hidden labels: no score
     assert lines[2].startswith("| none | ") and lines[3].startswith("| mad | ") and "+-" in lines[3]
     assert (tmp_path / "cmp" / "comparison.png").is_file()
+
+
+def test_keeping_the_last_epoch_validates_once(tmp_path):
+    cache = build(tmp_path / "cache")
+    results = Trainer(config(cache, tmp_path / "run", epochs=3, keep="last")).fit()
+    validated = [entry["epoch"] for entry in results["history"] if "val" in entry]
+    assert validated == [3] and results["best_epoch"] == 3
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(value, last[name]) for name, value in best.items())
+    assert results["splits"]["val"]["score"] == results["history"][-1]["val"]["score"]
