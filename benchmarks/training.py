@@ -54,6 +54,7 @@ def make_setup(
     cache: Path, device: torch.device, fraction: float | None = None, student: str = "tiny"
 ) -> Setup:
     from train.mad import DistillConfig
+    from train.setup import make_optimizer
     from train.trainer import TrainConfig, Trainer
 
     config = TrainConfig(
@@ -70,7 +71,7 @@ def make_setup(
     trainer = Trainer(config)
     keys, _, full = trainer.select_train_keys()
     model = trainer.build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return Setup(trainer, model, optimizer, scheduler, trainer.means(), keys, full)
 

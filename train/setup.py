@@ -129,6 +129,13 @@ def keep_log_until(path: Path, epoch: int) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
+    """AdamW, fused: one kernel over all parameters. On 2 CPU cores it steps the 23M-parameter
+    MiniLM student in 0.017 s against 0.16 s for the default loop (BENCHMARKS.md); its rounding
+    differs from the loop's, so results are not bit-identical to runs made before 2026-12-02."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def schedule(step: int, total: int, warmup: int) -> float:
     """Linear warmup, then cosine decay to 0: the learning-rate factor at ``step``."""
     if step < warmup:

@@ -33,6 +33,7 @@ from train.setup import (
     REGION_FIELDS,
     choose_visual_field,
     default_splits,
+    make_optimizer,
     required_fields,
     schedule,
     seed_everything,
@@ -247,9 +248,7 @@ class Trainer:
         if weights and pool:  # no label, so no confidence: the labelled samples' mean weight
             step_weights.update(dict.fromkeys(pool, float(np.mean(list(weights.values())))))
         collate = self.collate(unlabelled=frozenset(pool))
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        optimizer = make_optimizer(model, config.lr, config.weight_decay)
         batches = math.ceil(len(keys) / config.batch_size)
         if full and config.workers > 1:  # each streaming worker ends with its own partial batch
             batches += config.workers - 1
