@@ -170,6 +170,13 @@ def pick_device(name: str) -> str:
     help="Cached field the student sees: pixels, student_grid, img_grid, regions, "
     "student_regions (auto: the cache's student input).",
 )
+@click.option(
+    "--lr-new",
+    type=float,
+    default=None,
+    help="Peak learning rate of the parameters a pretrained student starts without (task head, "
+    "adapters, projection heads); default: --lr.",
+)
 @click.option("--workers", type=int, default=0, help="DataLoader workers reading the cache.")
 @click.option(
     "--out",
@@ -242,6 +249,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         keep=options["keep"],
         batch_size=options["batch_size"],
         lr=options["lr"],
+        lr_new=options["lr_new"],
         accumulate=options["accumulate"],
         student=options["student"],
         student_tokenizer=options["student_tokenizer"],

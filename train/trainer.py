@@ -76,6 +76,7 @@ class TrainConfig:
     keep: str = "best"  # the model kept: best on validation (validated every epoch) or last
     batch_size: int = 32
     lr: float = 3e-4
+    lr_new: float | None = None  # peak lr of the parameters no checkpoint held (None: lr)
     weight_decay: float = 0.01
     warmup: float = 0.1
     accumulate: int = 1
@@ -248,7 +249,7 @@ class Trainer:
         if weights and pool:  # no label, so no confidence: the labelled samples' mean weight
             step_weights.update(dict.fromkeys(pool, float(np.mean(list(weights.values())))))
         collate = self.collate(unlabelled=frozenset(pool))
-        optimizer = make_optimizer(model, config.lr, config.weight_decay)
+        optimizer = make_optimizer(model, config.lr, config.weight_decay, config.lr_new)
         batches = math.ceil(len(keys) / config.batch_size)
         if full and config.workers > 1:  # each streaming worker ends with its own partial batch
             batches += config.workers - 1

@@ -63,3 +63,25 @@ def test_a_folder_without_a_checkpoint_is_named(tmp_path):
     context = StudentContext("pixels", "pixels", (4, 48), vocab_size=50, max_text_len=6)
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         create_student(f"visualbert-init:{tmp_path}", context)
+
+
+def test_pretrained_and_new_parameters_get_their_own_learning_rates(student):
+    from train.model import DistilledStudent
+    from train.setup import make_optimizer
+    from train.tasks import resolve_task
+
+    task = resolve_task("snli_ve", {"name": "snli_ve", "labels": ["e", "n", "c"]}, "cache")
+    model = DistilledStudent(student, task, image_dim=8, text_dim=8, distill=True)
+    optimizer = make_optimizer(model, lr=1e-4, weight_decay=0.01, lr_new=1e-3)
+    pretrained, new = optimizer.param_groups
+    assert (pretrained["lr"], new["lr"]) == (1e-4, 1e-3)
+    assert len(pretrained["params"]) == 103  # every tensor copied from MiniLM
+    names = {id(p): n for n, p in model.named_parameters()}
+    fresh = sorted(names[id(p)] for p in new["params"])
+    assert fresh[:3] == [
+        "distill_heads.txt.bias",
+        "distill_heads.txt.weight",
+        "distill_heads.vis.bias",
+    ]
+    assert "student.adapter.position" in fresh and "head.linear.weight" in fresh
+    assert "student.model.embeddings.visual_projection.weight" in fresh

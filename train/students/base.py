@@ -95,6 +95,10 @@ class StudentBase(nn.Module):
         """Write the plain model in its library's format; False when it has none."""
         return False
 
+    def pretrained_names(self) -> set[str]:
+        """Names of the parameters that came from a checkpoint (the rest start new)."""
+        return set()
+
 
 def text_mask(token_ids: torch.Tensor, token_len: torch.Tensor) -> torch.Tensor:
     """``[N, L]`` bool, True on the first ``token_len`` positions of each row."""

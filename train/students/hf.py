@@ -147,6 +147,10 @@ class HFStudent(StudentBase):
     def finish_info(self) -> None:
         self.info.parameters = count_parameters(self)
 
+    def pretrained_names(self) -> set[str]:
+        missing = set(self.info.missing)
+        return {f"model.{name}" for name, _ in self.model.named_parameters() if name not in missing}
+
 
 def patches_to_images(patches: torch.Tensor, patch: int) -> torch.Tensor:
     """uint8 ``[N, T, P*P*3]`` (``pixels:P``: patches row-major, pixels HWC) -> ``[N, 3, S, S]``."""
