@@ -20,7 +20,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class GridSpec:
     fractions: list[float]
     seeds: list[int]
     train_options: list[str]  # given to every cell (epochs, batch size, splits, ...)
+    student_options: dict[str, str] = field(default_factory=dict)  # per student, last: they win
 
     def cells(self) -> list[Cell]:
         main, *controls = self.caches
@@ -84,8 +85,23 @@ class GridSpec:
             "--cache", str(self.caches[cell.cache]), "--student", cell.student,
             *shlex.split(self.methods[cell.method]), "--train-fraction", f"{cell.fraction:g}",
             "--seed", str(cell.seed), *self.train_options,
+            *shlex.split(self.student_options.get(cell.student, "")),
             "--out", str(cell.folder(out)), "--resume",
         ]  # fmt: skip
+
+
+def parse_student_options(items: list[str], students: list[str]) -> dict[str, str]:
+    """``STUDENT=OPTIONS`` -> options given to that student's cells after all the others."""
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in students:
+            raise ValueError(
+                f"--student-options {item!r}: write STUDENT=OPTIONS for one of {students}, "
+                "e.g. 'visualbert-init:minilm=--lr 1e-4 --lr-new 1e-3'"
+            )
+        options[name] = value
+    return options
 
 
 def parse_methods(defined: list[str], chosen: list[str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from train.grid import GridSpec, parse_methods, run_grid
+from train.grid import GridSpec, parse_methods, parse_student_options, run_grid
 from train.protocol_report import write_report
 
 
@@ -88,13 +88,19 @@ def gpus() -> list[str]:
     multiple=True,
     help="Define a method: NAME=OPTIONS of train.run, e.g. 'mad-k8=--distill mad --topk 8'.",
 )
+@click.option(
+    "--student-options",
+    multiple=True,
+    help="STUDENT=OPTIONS of train.run for that student's cells (they override the others), "
+    "e.g. 'visualbert-init:minilm=--lr 1e-4 --lr-new 1e-3'.",
+)
 @click.option("--jobs", type=click.IntRange(min=1), default=1, help="Cells trained at once.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/protocol"))
 @click.option("--report-only", is_flag=True, help="Rewrite the report from finished cells.")
 @click.argument("train_options", nargs=-1, type=click.UNPROCESSED)
 def main(
-    caches, students, fractions, seeds, methods, control_methods, defined, jobs, out,
-    report_only, train_options,
+    caches, students, fractions, seeds, methods, control_methods, defined, student_options,
+    jobs, out, report_only, train_options,
 ) -> None:  # fmt: skip
     """Run the grid's missing cells and write OUT/report.md (options after -- go to every
     train.run, e.g. -- --epochs 10 --eval-split val,test)."""
@@ -108,6 +114,7 @@ def main(
             fractions=parse_fractions(fractions),
             seeds=parse_seeds(seeds),
             train_options=list(train_options),
+            student_options=parse_student_options(list(student_options), names(students)),
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

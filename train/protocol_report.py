@@ -58,7 +58,11 @@ def collect(spec: GridSpec, out: Path) -> tuple[list[dict], str]:
         results = json.loads(path.read_text())
         task = results["task"]
         scores = {split: m.get("score") for split, m in results["splits"].items()}
-        records.append({**cell.__dict__, "arm": cell.arm, "scores": scores})
+        types = {
+            split: m.get("per_question_type") or m.get("per_type") or {}
+            for split, m in results["splits"].items()
+        }
+        records.append({**cell.__dict__, "arm": cell.arm, "scores": scores, "types": types})
     return records, task
 
 
@@ -137,6 +141,26 @@ def interval_table(rows: list[dict]) -> str:
             f"| {row['student']} | {row['fraction']:.0%} | {row['comparison']} | "
             f"{row['mean']:+.2f} | {ci} | {row['n']} | {verdict} |"
         )
+    return "\n".join(lines)
+
+
+def type_table(records: list[dict], split: str) -> str:
+    """Mean over seeds of the per-type scores (question types, or VCR sources, or labels)."""
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for r in records:
+        for kind, value in (r["types"].get(split) or {}).items():
+            row = groups.setdefault((r["student"], r["arm"], r["fraction"]), {})
+            row.setdefault(kind, []).append(value)
+    kinds = sorted({kind for row in groups.values() for kind in row})
+    if not kinds:
+        return ""
+    lines = [
+        "| student | method | fraction | " + " | ".join(kinds) + " |",
+        "|---|---|---|" + "---|" * len(kinds),
+    ]
+    for (student, arm, fraction), row in groups.items():
+        cells = [number(sum(row[k]) / len(row[k])) if k in row else "-" for k in kinds]
+        lines.append(f"| {student} | {arm} | {fraction:.0%} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -243,7 +267,9 @@ def write_report(spec: GridSpec, out: Path, failed: dict[str, str]) -> str:
         + ". Methods: "
         + ", ".join(f"`{name}` (`{options}`)" for name, options in spec.methods.items())
         + f"; on the control cache(s): {', '.join(spec.control_methods) or 'none'}. "
-        f"Options of every run: `{' '.join(spec.train_options)}`.",
+        f"Options of every run: `{' '.join(spec.train_options)}`"
+        + "".join(f"; of `{s}`: `{o}`" for s, o in spec.student_options.items())
+        + ".",
         "",
         "Methods at the same seed train on the same low-shot subset, so they are compared by "
         "their differences per seed: mean and 95% t-interval over seeds. Std is the sample "
@@ -264,6 +290,8 @@ def write_report(spec: GridSpec, out: Path, failed: dict[str, str]) -> str:
         if diffs:
             plot_differences(out / f"differences-{split}.png", diffs, split)
         text += [f"## {split}", "", summary_table(spec, rows), "", interval_table(diffs), ""]
+        types = type_table(records, split)
+        text += ["Per type (mean over seeds):", "", types, ""] if types else []
         text += [f"![low-shot curve](lowshot-{split}.png)"]
         text += [f"![paired differences](differences-{split}.png)" if diffs else "", ""]
     if failed:

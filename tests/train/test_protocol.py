@@ -137,3 +137,24 @@ def test_usage_errors_exit_2(tmp_path):
     assert result.exit_code == 2 and "1-8" in result.output
     result = CliRunner().invoke(protocol, ["--cache", "x", "--methods", "kd"])
     assert result.exit_code == 2 and "unknown method" in result.output
+
+
+def test_student_options_come_last_and_win(tmp_path):
+    from train.grid import parse_student_options
+
+    grid = spec(tmp_path)
+    grid.students = ["tiny", "visualbert-init:minilm"]
+    grid.train_options = ["--lr", "1e-3", "--epochs", "20"]
+    grid.student_options = parse_student_options(
+        ["visualbert-init:minilm=--lr 1e-4 --lr-new 1e-3"], grid.students
+    )
+    cells = {c.student: c for c in grid.cells() if c.method == "mad" and not c.control}
+    tiny = grid.arguments(cells["tiny"], tmp_path)
+    minilm = grid.arguments(cells["visualbert-init:minilm"], tmp_path)
+    assert "--lr-new" not in tiny and tiny[tiny.index("--lr") + 1] == "1e-3"
+    assert minilm[-7:-3] == ["--lr", "1e-4", "--lr-new", "1e-3"]  # after the common options
+    from train.run import main as train_command
+
+    assert train_command.make_context("train.run", minilm).params["lr"] == 1e-4  # the last wins
+    with pytest.raises(ValueError, match="STUDENT=OPTIONS"):
+        parse_student_options(["base=--lr 1"], grid.students)
