@@ -172,8 +172,12 @@ def start_worker(threads: int, devices: list[str], slots) -> None:
 
 
 def quiet_logging() -> None:
+    """Cells log to their own files; no library progress bars across the protocol's own."""
+    from transformers.utils import logging as transformers_logging
+
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("faiss").setLevel(logging.WARNING)
+    transformers_logging.disable_progress_bar()
 
 
 def run_grid(
