@@ -51,7 +51,7 @@ class DemoConfig:
         ]
     )  # fmt: skip
     student_options: dict[str, str] = field(
-        default_factory=lambda: {PRETRAINED: "--lr 1e-4 --lr-new 1e-3 --epochs 10"}
+        default_factory=lambda: {PRETRAINED: "--lr 3e-4 --lr-new 3e-3 --epochs 20"}
     )
     student_input: str = "pixels:16@64"
     max_text_length: int = 16
