@@ -46,7 +46,8 @@ class DemoConfig:
     jobs: int = 2
     train_options: list[str] = field(
         default_factory=lambda: [
-            "--epochs", "20", "--batch-size", "32", "--lr", "1e-3", "--keep", "last",
+            "--epochs", "15", "--batch-size", "32", "--lr", "1e-3", "--keep", "last",
+            "--checkpoint-every", "5",
             "--topk", "0.5", "--lambda", "1.0", "--eval-split", "val,test,test_shifted",
         ]
     )  # fmt: skip

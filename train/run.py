@@ -186,6 +186,13 @@ def pick_device(name: str) -> str:
 )
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt when it exists.")
 @click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Epochs between saves of OUT/last.pt (each save writes the model and optimiser "
+    "state; a resume trains again the epochs after the last save).",
+)
+@click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to train."
 )
 def main(**options) -> None:
@@ -257,6 +264,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         workers=options["workers"],
         device=pick_device(options["device"]),
         resume=options["resume"],
+        checkpoint_every=options["checkpoint_every"],
     )
 
 

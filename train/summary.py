@@ -36,6 +36,7 @@ def config_json(config) -> dict:
     data["train_where"] = [list(p) for p in config.train_where]
     data["eval_where"] = [list(p) for p in config.eval_where]
     data.pop("resume")
+    data.pop("checkpoint_every")  # how often last.pt is saved changes no result
     return data
 
 

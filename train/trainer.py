@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 10
     keep: str = "best"  # the model kept: best on validation (validated every epoch) or last
+    checkpoint_every: int = 1  # epochs between last.pt saves (a resume redoes the ones after)
     batch_size: int = 32
     lr: float = 3e-4
     lr_new: float | None = None  # peak lr of the parameters no checkpoint held (None: lr)
@@ -293,7 +294,8 @@ class Trainer:
                 run_log.epoch(entry, scheduler.last_epoch)
                 state["history"].append(entry)
                 state["epoch"] = epoch + 1
-                self.save_last(model, optimizer, scheduler, state)
+                if state["epoch"] % config.checkpoint_every == 0 or state["epoch"] == config.epochs:
+                    self.save_last(model, optimizer, scheduler, state)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
         finally:

@@ -227,3 +227,24 @@ def test_keeping_the_last_epoch_validates_once(tmp_path):
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(value, last[name]) for name, value in best.items())
     assert results["splits"]["val"]["score"] == results["history"][-1]["val"]["score"]
+
+
+def test_checkpoints_every_few_epochs_resume_from_the_last_save(tmp_path):
+    cache = build(tmp_path / "cache")
+    Trainer(config(cache, tmp_path / "whole", epochs=4)).fit()
+
+    def interrupt(epoch):
+        if epoch == 3:  # epoch 3 trained but not saved: the resume trains it again
+            raise KeyboardInterrupt
+
+    cut = config(cache, tmp_path / "cut", epochs=4, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cut, on_epoch_end=interrupt).fit()
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["state"]["epoch"] == 2
+    Trainer(config(cache, tmp_path / "cut", epochs=4, resume=True)).fit()
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    again = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert all(torch.equal(whole["model"][k], again["model"][k]) for k in whole["model"])
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line)["epoch"] for line in lines if json.loads(line)["kind"] == "epoch"]
+    assert epochs == [1, 2, 3, 4]
