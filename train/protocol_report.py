@@ -254,6 +254,7 @@ def write_report(spec: GridSpec, out: Path, failed: dict[str, str]) -> str:
     splits = list(
         dict.fromkeys(s for r in records for s, v in r["scores"].items() if v is not None)
     )
+    splits.sort(key=lambda split: (split not in ("val", "dev"), split))  # validation first
     counts = sorted(
         {n for split in splits for n in [r["n"] for r in summaries(spec, records, split)]}
     )
