@@ -43,6 +43,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "int8_accuracy_delta": (">=", -0.5),
     "faiss_recall_at_10": (">=", 0.95),
     "extract_scaling": ("<=", 4.4),
+    "extract_ranks_max_abs_diff": ("<=", 0.0),
+    "ddp_equivalence_max_abs_diff": ("<=", 1e-4),
 }
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline teachers never need the hub

@@ -21,6 +21,7 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
     "training": (True, ("cache_speedup", "cache_speedup_vit_b16", "loader_headroom")),
     "students": (True, ("student_train_samples_per_s",)),
     "reader_memory": (False, ("reader_memory_growth",)),
+    "ranks": (False, ("extract_ranks_max_abs_diff", "ddp_equivalence_max_abs_diff")),
     "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
     "int8": (
         True,

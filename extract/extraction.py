@@ -14,11 +14,22 @@ import numpy as np
 import torch
 
 from extract.datasets import open_dataset
+from extract.datasets.base import Record
+from extract.loader import Item
 from extract.means import FieldMeans
-from extract.pipeline import LoopOptions, Timing, extract_split
+from extract.pipeline import LoopOptions, Timing, extract_split, means_path, sample_meta
 from extract.plan import Plan, PlanOptions, make_plan, student_input_field
-from extract.store import CacheBuilder, CacheReader, CacheSpec, Manifest, ShardLimits
+from extract.store import (
+    CacheBuilder,
+    CacheReader,
+    CacheSpec,
+    Manifest,
+    ShardLimits,
+    ShardPlan,
+    SplitWriter,
+)
 from extract.store.atomic import sha256_file
+from extract.store.world import barrier, broadcast, current, gather
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,7 @@ class ExtractConfig:
 
 @dataclass
 class ExtractResult:
-    manifest: Manifest
+    manifest: Manifest | None  # None on ranks other than 0 (rank 0 writes the manifest)
     cache_hit: bool
     timing: dict[str, Any]
 
@@ -63,7 +74,9 @@ def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) -> CacheSpec:
+def cache_spec(
+    config: ExtractConfig, adapter, plan: Plan, splits: list[str], shard_positions: int
+) -> CacheSpec:
     options = asdict(config.plan)
     return CacheSpec(
         format=config.format,
@@ -83,6 +96,7 @@ def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) ->
             "splits": splits,
             "limit": config.limit,
             "means_split": means_split(splits),
+            "shard_positions": shard_positions,
         },
         limits=config.limits,
     )
@@ -92,42 +106,68 @@ def means_split(splits: list[str]) -> str:
     return "train" if "train" in splits else splits[0]
 
 
+def shard_positions(config: ExtractConfig, plan: Plan, records: dict[str, list[Record]]) -> int:
+    """Input positions per shard: ``--shard-samples``, fewer when the largest sample (fields and
+    json) times that many would pass ``--shard-mib``. Fixed before anything is encoded, so shards
+    are ranges of positions any process can write (:class:`extract.store.ShardPlan`)."""
+    fields = sum(spec.bytes_per_sample for spec in plan.fields.values())
+    meta = max(
+        (
+            len(SplitWriter.meta_bytes(record.key, sample_meta(Item(0, record, None, None), plan)))
+            for split_records in records.values()
+            for record in split_records
+        ),
+        default=0,
+    )
+    return max(1, min(config.limits.max_count, config.limits.max_bytes // (fields + meta)))
+
+
 def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = None) -> ExtractResult:
+    """Extract a cache; under ``torchrun`` every rank writes its share of each split's shards
+    and rank 0 then adds the means, the shared data, the indices and the manifest. Other ranks
+    return a result without a manifest."""
     started = time.perf_counter()
+    world = current()
     adapter = open_dataset(config.dataset, config.root, **config.dataset_options)
     splits = config.splits or adapter.splits()
     records = {split: list(adapter.records(split))[: config.limit] for split in splits}
+    check_unique_keys(records)
     has_boxes = any(record.boxes for split in splits for record in records[split][:100])
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
-    builder = CacheBuilder(config.out, cache_spec(config, adapter, plan, splits))
-    if builder.complete:
+    positions = shard_positions(config, plan, records)
+    spec = cache_spec(config, adapter, plan, splits, positions)
+    opened = open_writers(config.out, spec, records, positions, world)
+    if opened is None:
         manifest = CacheReader(config.out).manifest
         return ExtractResult(manifest, True, manifest.timing)
+    builder, writers = opened
     for encoder in plan.encoders:
         encoder.to(config.loop.device)
     timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
     total = Timing()
-    means = FieldMeans(list(plan.fields))
+    bytes_per_sample = sum(field.bytes_per_sample for field in plan.fields.values())
     for split in splits:
-        writer = builder.split(split)
-        split_means = means if split == means_split(splits) else None
-        if split_means is not None and writer.resume_position:
-            add_finished(builder, split, split_means)
-        bytes_per_sample = sum(spec.bytes_per_sample for spec in plan.fields.values())
+        writer = writers[split]
+        mine = writer.missing()[world.rank :: world.size]
+        count = sum(len(range(*writer.plan.bounds(n))) for n in mine)
         bar = None
-        if progress is not None:
-            bar = progress(len(records[split]), writer.resume_position, split, bytes_per_sample)
+        if progress is not None and world.main:
+            bar = progress(count, 0, split, bytes_per_sample)
         on_progress = None if bar is None else bar.update
         split_timing = extract_split(
-            plan, adapter, records[split], writer, config.loop, split_means, on_progress
-        )
+            plan, adapter, records[split], writer, config.loop, mine,
+            split == means_split(splits), on_progress,
+        )  # fmt: skip
         if bar is not None:
             bar.close()
-        writer.close()
         timing["splits"][split] = split_timing.as_dict()
         total.add(split_timing)
-    for name, mean in means.result().items():
-        builder.put_shared(f"mean_{name}", mean)
+    per_rank = gather(world, {"total": total.as_dict(), "splits": timing["splits"]})
+    if not world.main:
+        return ExtractResult(None, False, timing)
+    for writer in writers.values():
+        writer.close()  # every rank's shards, read back from the disk
+    store_means(builder, plan, writers[means_split(splits)])
     add_task_data(builder, plan, adapter)
     indices, index_s = build_indices(builder, config) if config.build_indices else ({}, 0.0)
     timing.update(
@@ -135,25 +175,72 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         index_s=round(index_s, 3),
         wall_s=round(time.perf_counter() - started, 3),
     )
+    if world.distributed:
+        timing["ranks"] = per_rank
     runtime = {
         "batch_size": config.loop.batch_size,
         "workers": config.loop.decoders(),
         "overlapped": config.loop.overlapped,
         "device": str(config.loop.device),
+        "world_size": world.size,
         "on_error": config.loop.on_error,
         "torch": torch.__version__,
         "adapter_skipped": getattr(adapter, "skipped", []),
     }
     manifest = builder.finish(indices=indices, runtime=runtime, timing=timing)
+    for stem in writers[means_split(splits)].stems():
+        means_path(stem).unlink(missing_ok=True)
     return ExtractResult(manifest, False, timing)
 
 
-def add_finished(builder: CacheBuilder, split: str, means: FieldMeans) -> None:
-    """On resume, the finished shards of the means split still count towards the means."""
-    reader = CacheReader(builder.cache_dir, as_float32=True, manifest=builder.preview())
-    counters = [name for name in ("token_len", "region_count") if name in reader.fields]
-    for sample in reader.split(split, fields=means.names + counters):
-        means.add(sample)
+def check_unique_keys(records: dict[str, list[Record]]) -> None:
+    for split, split_records in records.items():
+        seen: set[str] = set()
+        for record in split_records:
+            if str(record.key) in seen:
+                raise ValueError(
+                    f"split {split!r}: sample key {record.key!r} occurs twice; keys must be unique"
+                )
+            seen.add(str(record.key))
+
+
+def open_writers(
+    out: Path, spec: CacheSpec, records: dict[str, list[Record]], positions: int, world
+) -> tuple[CacheBuilder, dict[str, SplitWriter]] | None:
+    """The cache builder and a planned writer per split, or None for a finished cache.
+
+    Rank 0 alone starts the cache and removes unfinished shards' files; then every rank finds
+    the same finished shards (no one writes until all have looked), so all deal the missing
+    ones out alike."""
+    builder = CacheBuilder(out, spec) if world.main else None
+    if broadcast(world, builder.complete if builder is not None else None):
+        return None
+    if builder is None:
+        barrier(world)  # rank 0 has cleaned up
+        builder = CacheBuilder(out, spec, owner=False)
+    writers = {
+        split: builder.split(split, ShardPlan(positions, len(split_records)), clean=world.main)
+        for split, split_records in records.items()
+    }
+    if world.main:
+        barrier(world)
+    barrier(world)  # everyone has looked: writing may start
+    return builder, writers
+
+
+def store_means(builder: CacheBuilder, plan: Plan, writer: SplitWriter) -> None:
+    """The means split's per-shard sums, added in shard order (the same whoever wrote them)."""
+    means = FieldMeans(list(plan.fields))
+    for stem in writer.stems():
+        path = means_path(stem)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: the shard's sums for the means are gone; delete "
+                f"{builder.cache_dir} and extract again"
+            )
+        means.merge(FieldMeans.load(means.names, path))
+    for name, mean in means.result().items():
+        builder.put_shared(f"mean_{name}", mean)
 
 
 def add_task_data(builder: CacheBuilder, plan: Plan, adapter) -> None:

@@ -2,13 +2,19 @@
 
 Pooled CNN features of simple images are nearly parallel (mean pairwise cosine about 0.8), so
 ``1 - cosine`` against raw targets is trivial; the trainer subtracts these means first. Each mean
-is over the stored (decoded) values, in sample order with float64 sums, so a resumed extraction
-stores the same bytes as an uninterrupted one.
+is over the stored (decoded) values: float64 sums per shard, in sample order, saved beside the
+shard before it counts as finished, then added up in shard order. So the means do not depend on
+which process wrote which shard, nor on where an interrupted extraction resumed.
 """
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
+
+from extract.store.atomic import write_bytes_atomic
 
 # field -> (axes of one sample that are averaged over, the field that counts the valid rows)
 MEAN_FIELDS = {
@@ -54,3 +60,27 @@ class FieldMeans:
             for name in self.names
             if name in self.sums
         }
+
+    def merge(self, other: FieldMeans) -> None:
+        """Add another set of sums (another shard's) to these."""
+        for name in self.names:
+            if name in other.sums:
+                self.sums[name] = self.sums.get(name, 0) + other.sums[name]
+                self.counts[name] += other.counts[name]
+
+    def save(self, path: Path) -> None:
+        arrays = {f"sum_{name}": value for name, value in self.sums.items()}
+        arrays.update({f"count_{name}": np.int64(count) for name, count in self.counts.items()})
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_bytes_atomic(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, names: list[str], path: Path) -> FieldMeans:
+        means = cls(names)
+        with np.load(path) as data:
+            for name in means.names:
+                if f"sum_{name}" in data:
+                    means.sums[name] = data[f"sum_{name}"]
+                means.counts[name] = int(data[f"count_{name}"])
+        return means

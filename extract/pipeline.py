@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,33 +87,87 @@ class Timing:
         return {**self.__dict__, "encode_samples_per_s": round(rate, 2), "busy_s": round(wall, 3)}
 
 
+class ShardFiller:
+    """Writes batches into their planned shards, in input order: opens each shard at its first
+    input, finishes it (with its sums for the means, if asked) after its last."""
+
+    def __init__(self, writer: SplitWriter, plan: Plan, with_means: bool):
+        self.writer, self.plan, self.with_means = writer, plan, with_means
+        self.number: int | None = None
+        self.means: FieldMeans | None = None
+        self.finished: list[int] = []
+
+    def write(self, items: list[Item], arrays: list[dict]) -> float:
+        """Write a batch (skipped items in their place); returns the seconds spent."""
+        started = time.perf_counter()
+        produced = iter(arrays)
+        for item in items:
+            self.enter(item.position // self.writer.plan.size)
+            if item.error is not None:
+                log.warning("skipping %s: %s", item.record.key, item.error)
+                self.writer.skip(item.record.key, item.error, item.position)
+            else:
+                stored = self.writer.write(
+                    item.record.key, next(produced), sample_meta(item, self.plan), item.position
+                )
+                if self.means is not None:
+                    self.means.add(decoded(self.plan, stored))
+            if item.position + 1 == self.writer.plan.bounds(self.number)[1]:
+                self.finish()  # its last input: the shard is done (and survives a crash now)
+        return time.perf_counter() - started
+
+    def enter(self, number: int) -> None:
+        if number == self.number:
+            return
+        self.finish()
+        self.writer.begin(number)
+        self.number = number
+        self.means = FieldMeans(list(self.plan.fields)) if self.with_means else None
+
+    def finish(self) -> None:
+        if self.number is None:
+            return
+        means = self.means
+        self.writer.end(None if means is None else lambda stem: means.save(means_path(stem)))
+        self.finished.append(self.number)
+        self.number = None
+
+
+def means_path(stem: Path) -> Path:
+    """Where a finished shard of the means split keeps its sums (removed once the cache is done)."""
+    return stem.with_name(stem.name + ".means.npz")
+
+
 def extract_split(
     plan: Plan,
     adapter,
     records: list[Record],
     writer: SplitWriter,
     options: LoopOptions,
-    means: FieldMeans | None = None,
+    numbers: list[int],
+    with_means: bool = False,
     on_progress: Callable[[int], None] | None = None,
 ) -> Timing:
-    """Encode and write ``records[writer.resume_position:]``.
+    """Encode and write the planned shards ``numbers`` of a split (``writer.plan``).
 
-    Finished shards are not decoded again, except the few records before the resume position
-    that share its batch: batches start at multiples of the batch size in the whole split, so a
-    resumed run encodes exactly the batches an uninterrupted one does (kernels may pick other
-    algorithms for other batch shapes, which would change the bytes). Those records are encoded
-    and not written.
+    Batches start at each shard's first position, so a shard's bytes depend only on its own
+    records, whichever process writes it and whatever was written before (kernels may pick
+    other algorithms for other batch shapes, which would change the bytes).
     """
-    start = writer.resume_position
-    first = start - start % options.batch_size
     keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records[first:], first, keys)
+    dataset = RecordImages(adapter, records, 0, keys)
+    batches = [
+        batch
+        for number in numbers
+        for batch in aligned_batches(*writer.plan.bounds(number), options.batch_size)
+    ]
     loader = DataLoader(
         dataset,
-        batch_sampler=aligned_batches(first, len(records), options.batch_size),
-        num_workers=options.decoders(),
+        batch_sampler=batches,
+        num_workers=options.decoders() if batches else 0,
         collate_fn=collate,
     )
+    filler = ShardFiller(writer, plan, with_means)
     timing = Timing()
     pending: Future | None = None
     with writer_pool(options) as pool:
@@ -121,7 +176,7 @@ def extract_split(
             now = time.perf_counter()
             timing.read_s += now - ticks
             good = [item for item in items if item.error is None]
-            failed = [item for item in items if item.error is not None and item.position >= start]
+            failed = [item for item in items if item.error is not None]
             if failed and options.on_error == "fail":
                 raise ValueError(
                     f"{failed[0].record.key}: {failed[0].error}; fix or remove the file, or run "
@@ -131,54 +186,25 @@ def extract_split(
             timing.encode_s += time.perf_counter() - now
             if pending is not None:
                 timing.write_s += pending.result()
-            pending = pool.submit(write_batch, writer, plan, items, arrays, means, start)
-            new = [item for item in items if item.position >= start]
-            timing.samples += len(new) - len(failed)
+            pending = pool.submit(filler.write, items, arrays)
+            timing.samples += len(items) - len(failed)
             timing.skipped += len(failed)
             if on_progress is not None:
-                on_progress(len(new))
+                on_progress(len(items))
             ticks = time.perf_counter()
         if pending is not None:
             timing.write_s += pending.result()
+    filler.finish()
+    for number in numbers:  # a planned range with no input (an empty split) is an empty shard
+        if number not in filler.finished:
+            filler.enter(number)
+            filler.finish()
     return timing
 
 
 def aligned_batches(start: int, stop: int, size: int) -> list[list[int]]:
-    """Batches (as indices into ``records[start:]``) that begin at multiples of ``size`` in the
-    whole split, so a resumed run encodes the same batches as an uninterrupted one."""
-    edges = [start, *range((start // size + 1) * size, stop, size), stop]
-    return [
-        list(range(a - start, b - start)) for a, b in zip(edges, edges[1:], strict=False) if b > a
-    ]
-
-
-def write_batch(
-    writer: SplitWriter,
-    plan: Plan,
-    items: list[Item],
-    arrays: list[dict],
-    means: FieldMeans | None,
-    start: int = 0,
-) -> float:
-    """Write a batch in input order (skipped items in their place), leaving out the items before
-    ``start`` (already in finished shards); returns the seconds spent."""
-    started = time.perf_counter()
-    produced = iter(arrays)
-    for item in items:
-        if item.position < start:
-            if item.error is None:
-                next(produced)
-            continue
-        if item.error is not None:
-            log.warning("skipping %s: %s", item.record.key, item.error)
-            writer.skip(item.record.key, item.error, item.position)
-            continue
-        stored = writer.write(
-            item.record.key, next(produced), sample_meta(item, plan), item.position
-        )
-        if means is not None:
-            means.add(decoded(plan, stored))
-    return time.perf_counter() - started
+    """Positions ``start`` to ``stop`` in batches of ``size`` that begin at ``start``."""
+    return [list(range(a, min(a + size, stop))) for a in range(start, stop, size)]
 
 
 def sample_meta(item: Item, plan: Plan) -> dict:

@@ -16,6 +16,7 @@ from extract.extraction import ExtractConfig, ExtractResult, run_extraction
 from extract.pipeline import LoopOptions
 from extract.plan import DEFAULT_STUDENT_INPUT, DEFAULT_TEACHERS, PlanOptions
 from extract.store import ShardLimits
+from extract.store.world import start, stop
 
 
 def pick_device(name: str) -> torch.device:
@@ -187,10 +188,15 @@ def summary(result: ExtractResult, out: Path) -> str:
 def main(**options) -> None:
     """Run the frozen teachers once over every image and text of a dataset and write a feature
     cache (shards, manifest, FAISS indices) that training runs reuse. Re-running the same command
-    does nothing; an interrupted run resumes at the first missing shard."""
+    does nothing; an interrupted run resumes at the missing shards. Under torchrun every rank
+    writes its share of the shards (the same cache whatever the number of ranks)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    device = pick_device(options["device"])
+    world = start(device.type, "gloo")  # under torchrun: join the job; each rank takes its GPU
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     config = ExtractConfig(
         dataset=options["dataset"],
         root=options["root"],
@@ -212,7 +218,7 @@ def main(**options) -> None:
         loop=LoopOptions(
             options["batch_size"],
             options["workers"],
-            pick_device(options["device"]),
+            device,
             options["on_error"],
             options["overlap"],
         ),
@@ -223,7 +229,10 @@ def main(**options) -> None:
     except (ValueError, FileNotFoundError, KeyError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    click.echo(summary(result, config.out))
+    finally:
+        stop()
+    if world.main:
+        click.echo(summary(result, config.out))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """``python -m train.compare --out DIR NAME=RUN_DIR ...``: several runs side by side.
 
-Each RUN_DIR holds a ``results.json`` (one seed, or the mean +- std of several). The table puts
-every method (including a ``:random``-teacher control) in a row and every split's score in a
-column, and a bar plot shows the same with the std as error bars.
+Each RUN_DIR holds a ``results.json`` (one seed, or the mean +- sample std (ddof=1) of several).
+The table puts every method (including a ``:random``-teacher control) in a row and every split's
+score in a column, and a bar plot shows the same with the std as error bars.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from extract.store.atomic import write_bytes_atomic, write_json_atomic
-from train.report import METRICS, save_figure
+from train.report import METRICS, format_summary, save_figure
 
 
 def load_scores(run_dir: Path) -> dict[str, dict[str, dict]]:
@@ -27,7 +27,12 @@ def load_scores(run_dir: Path) -> dict[str, dict[str, dict]]:
             if isinstance(value, dict):
                 scores.setdefault(split, {})[name] = value
             elif value is not None:
-                scores.setdefault(split, {})[name] = {"mean": value, "std": 0.0, "values": [value]}
+                scores.setdefault(split, {})[name] = {
+                    "mean": value,
+                    "std": None,
+                    "n": 1,
+                    "values": [value],
+                }
     return scores
 
 
@@ -48,7 +53,7 @@ def comparison_table(runs: dict[str, dict]) -> tuple[str, str, list[str]]:
         cells = []
         for split in splits:
             value = scores.get(split, {}).get(metric)
-            cells.append("-" if value is None else f"{value['mean']:.2f} +- {value['std']:.2f}")
+            cells.append("-" if value is None else format_summary(value))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines), metric, splits
 
@@ -63,11 +68,11 @@ def plot(path: Path, runs: dict[str, dict], metric: str, splits: list[str]) -> N
     width = 0.8 / len(runs)
     for number, (name, scores) in enumerate(runs.items()):
         means = [scores.get(s, {}).get(metric, {}).get("mean", np.nan) for s in splits]
-        stds = [scores.get(s, {}).get(metric, {}).get("std", 0.0) for s in splits]
+        stds = [scores.get(s, {}).get(metric, {}).get("std") or 0.0 for s in splits]
         positions = np.arange(len(splits)) + (number - (len(runs) - 1) / 2) * width
         axes.bar(positions, means, width, yerr=stds, capsize=3, label=name)
     axes.set_xticks(np.arange(len(splits)), splits)
-    axes.set(ylabel=f"{metric} (%)", title=f"{metric}: mean +- std over seeds")
+    axes.set(ylabel=f"{metric} (%)", title=f"{metric}: mean +- sample std over seeds")
     axes.legend(fontsize=8)
     save_figure(figure, path)
 

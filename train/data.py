@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from extract.store import CacheReader, StreamingDataset
+from train.distributed import ONE_PROCESS, World, rank_part
 from train.tasks import TaskSpec
 from train.text_inputs import TeacherTokens, gold_rows, stack
 
@@ -173,11 +174,17 @@ class Collate:
 class PooledBatches:
     """Batches of ``batch_size`` labelled samples (a seeded shuffle of ``labelled``, the epoch's
     length) each joined by as many unlabelled ones from the pool (indices ``labelled`` onwards,
-    a seeded shuffle per epoch, wrapping around when the pool is the smaller)."""
+    a seeded shuffle per epoch, wrapping around when the pool is the smaller).
 
-    def __init__(self, labelled: int, pool: int, batch_size: int, seed: int, epoch: int):
+    Under DDP ``batch_size`` is the global batch; each rank takes its part of both halves."""
+
+    def __init__(
+        self, labelled: int, pool: int, batch_size: int, seed: int, epoch: int,
+        world: World = ONE_PROCESS,
+    ):  # fmt: skip
         self.labelled, self.pool, self.batch_size = labelled, pool, batch_size
         self.seed = seed * 1000 + epoch
+        self.world = world
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed)
@@ -186,10 +193,33 @@ class PooledBatches:
         for number, start in enumerate(range(0, self.labelled, self.batch_size)):
             batch = order[start : start + self.batch_size]
             offset = number * self.batch_size
-            yield batch + [pool[(offset + i) % len(pool)] for i in range(len(batch))]
+            joined = [pool[(offset + i) % len(pool)] for i in range(len(batch))]
+            yield rank_part(batch, self.world) + rank_part(joined, self.world)
 
     def __len__(self) -> int:
         return math.ceil(self.labelled / self.batch_size)
+
+
+class RankBatches:
+    """DDP's keyed batches: the seeded permutation a one-process run shuffles with, cut into
+    global batches of ``batch_size``, of which each rank takes its part (as many batches on
+    every rank, so no rank waits for the others at the end of an epoch)."""
+
+    def __init__(self, count: int, batch_size: int, seed: int, epoch: int, world: World):
+        self.count, self.batch_size, self.world = count, batch_size, world
+        self.seed = seed * 1000 + epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        # a DataLoader draws its workers' base seed from the generator before its sampler
+        # shuffles: drawing it too gives the one-process run's order (a test holds us to it)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        order = torch.randperm(self.count, generator=generator).tolist()
+        for start in range(0, self.count, self.batch_size):
+            yield rank_part(order[start : start + self.batch_size], self.world)
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.batch_size)
 
 
 def train_loader(
@@ -204,21 +234,28 @@ def train_loader(
     seed,
     epoch,
     pool: list[str] | None = None,
+    world: World = ONE_PROCESS,
 ):
     """Stream the whole split, or read a subset by key; shuffled with ``seed`` and ``epoch``.
-    With a ``pool`` (``--distill-pool all``) every batch also holds as many pool samples."""
+    With a ``pool`` (``--distill-pool all``) every batch also holds as many pool samples.
+    ``batch_size`` is per rank: under DDP a global batch holds ``batch_size x world.size``."""
+    global_batch = batch_size * world.size
     if pool:
         dataset = KeyedSamples(Path(cache_dir), split, keys + pool, fields)
-        sampler = PooledBatches(len(keys), len(pool), batch_size, seed, epoch)
+        sampler = PooledBatches(len(keys), len(pool), global_batch, seed, epoch, world)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate)
     if full_split:
         stream = StreamingDataset(
-            cache_dir, split, fields, as_float32=False, shuffle=True, seed=seed
-        )
+            cache_dir, split, fields, as_float32=False, shuffle=True, seed=seed,
+            rank=world.rank, world_size=world.size,
+        )  # fmt: skip
         stream.set_epoch(epoch)
         return DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     dataset = KeyedSamples(Path(cache_dir), split, keys, fields)
+    if world.distributed:
+        sampler = RankBatches(len(keys), global_batch, seed, epoch, world)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate)
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -227,6 +264,18 @@ def train_loader(
         num_workers=workers,
         collate_fn=collate,
     )
+
+
+def batches_per_epoch(
+    count: int, full_split: bool, batch_size: int, workers: int, world: World, shard_counts=()
+) -> int:
+    """How many batches each rank reads in an epoch (the learning-rate schedule's unit)."""
+    if full_split and world.distributed:
+        return StreamingDataset.batches_per_rank(shard_counts, batch_size, workers, world.size)
+    batches = math.ceil(count / (batch_size * world.size))
+    if full_split and workers > 1:  # each streaming worker ends with its own partial batch
+        batches += workers - 1
+    return batches
 
 
 def eval_loader(cache_dir, split, keys, fields, collate, batch_size, workers):

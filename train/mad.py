@@ -131,9 +131,10 @@ def branch_distance(
     return (distances * chosen).sum(1) / chosen.sum(1).clamp(min=1.0)
 
 
-def normalize_weights(weights: torch.Tensor) -> torch.Tensor:
-    """Scale instance weights to mean 1 over the batch (all ones stay ones)."""
-    return weights / weights.mean().clamp(min=1e-12)
+def normalize_weights(weights: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale instance weights to mean 1 over the batch (all ones stay ones); ``mean``: the
+    batch's mean when this is only a part of it (a rank's share of a DDP batch)."""
+    return weights / (weights.mean() if mean is None else mean).clamp(min=1e-12)
 
 
 def distill_loss(
@@ -143,15 +144,17 @@ def distill_loss(
     means: dict[str, torch.Tensor],
     weights: torch.Tensor | None,
     config: DistillConfig,
+    weight_mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``lambda * mean_i w_i (D_v + D_t)`` over the gold sequences in ``out``; also per branch."""
+    """``lambda * mean_i w_i (D_v + D_t)`` over the gold sequences in ``out``; also per branch.
+    ``weight_mean``: the whole batch's mean weight when ``out`` is a rank's part of it."""
     count, tokens = out.visual.shape[0], out.visual.shape[1]
     if config.mode == "none":
         zero = out.cls.new_zeros(())
         return zero, {"vis": zero, "txt": zero}
     w = torch.ones(count, device=out.cls.device)
     if config.mode == "mad" and weights is not None:
-        w = normalize_weights(weights.float())
+        w = normalize_weights(weights.float(), weight_mean)
     per_branch = {}
     if "vis" in config.branches:
         target = visual_targets(targets, means, tokens, config.target)

@@ -32,6 +32,30 @@ class DistilledStudent(nn.Module):
         )
         return out, self.head(out.cls, count)
 
+    def forward(
+        self,
+        batch: dict,
+        means: dict,
+        weights: torch.Tensor | None,
+        config: DistillConfig,
+        weight_mean: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """The training loss of a batch (task + distillation) and each term; the one call a
+        training step makes, so ``DistributedDataParallel`` can wrap the model."""
+        out, logits = self.encode(batch)
+        task_loss = self.task_loss(logits, batch)
+        distill, stats = torch.zeros((), device=logits.device), {"vis": 0.0, "txt": 0.0}
+        if self.distill_heads is not None:
+            distill, stats = self.distill(out, batch, means, weights, config, weight_mean)
+        loss = task_loss + distill
+        parts = {
+            "loss": loss,
+            "task": task_loss,
+            "distill_vis": stats["vis"],
+            "distill_txt": stats["txt"],
+        }
+        return loss, parts
+
     def task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """The task loss of the labelled samples (a batch may hold unlabelled pool samples)."""
         if "labelled" in batch:
@@ -58,6 +82,7 @@ class DistilledStudent(nn.Module):
         means: dict,
         weights: torch.Tensor | None,
         config: DistillConfig,
+        weight_mean: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """MAD on each group's gold sequence (one per group and sample)."""
         count, choices = batch["token_ids"].shape[:2]
@@ -73,7 +98,9 @@ class DistilledStudent(nn.Module):
             if name in batch:
                 targets[name] = batch[name].reshape(count * groups, *batch[name].shape[2:])
         repeated = None if weights is None else weights.repeat_interleave(groups)
-        return distill_loss(out.rows(rows), self.distill_heads, targets, means, repeated, config)
+        return distill_loss(
+            out.rows(rows), self.distill_heads, targets, means, repeated, config, weight_mean
+        )
 
     def export_state(self) -> dict:
         """The student and its task head only: projection heads cost nothing at inference."""

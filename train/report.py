@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.store.atomic import write_bytes_atomic, write_json_atomic
+from train.stats import summarize
 
 METRICS = ("q2a", "qa2r", "q2ar", "accuracy", "overall")
 
@@ -149,8 +150,14 @@ def save_figure(figure, path: Path) -> None:
     tmp.replace(path)
 
 
+def summary_of(values: list[float]) -> dict:
+    summary = summarize(values)
+    std = None if summary.std is None else round(summary.std, 2)
+    return {"mean": round(summary.mean, 2), "std": std, "n": summary.n, "values": values}
+
+
 def aggregate(runs: list[dict]) -> dict:
-    """Mean and std over seeds of every split metric."""
+    """Mean, sample std (ddof=1; None for one seed) and n over seeds of every split metric."""
     splits: dict[str, dict[str, list[float]]] = {}
     for results in runs:
         for split, metrics in results["splits"].items():
@@ -158,14 +165,7 @@ def aggregate(runs: list[dict]) -> dict:
                 if metrics.get(name) is not None:
                     splits.setdefault(split, {}).setdefault(name, []).append(float(metrics[name]))
     summary = {
-        split: {
-            name: {
-                "mean": round(float(np.mean(v)), 2),
-                "std": round(float(np.std(v)), 2),
-                "values": v,
-            }
-            for name, v in metrics.items()
-        }
+        split: {name: summary_of(v) for name, v in metrics.items()}
         for split, metrics in splits.items()
     }
     return {
@@ -176,20 +176,24 @@ def aggregate(runs: list[dict]) -> dict:
     }
 
 
+def format_summary(summary: dict) -> str:
+    if summary["std"] is None:
+        return f"{summary['mean']:.2f}"
+    return f"{summary['mean']:.2f} +- {summary['std']:.2f}"
+
+
 def write_summary(out: Path, summary: dict) -> str:
     write_json_atomic(out / "results.json", summary)
     names = [n for n in METRICS if any(n in m for m in summary["splits"].values())]
     lines = [
-        f"Mean +- std over seeds {summary['seeds']} (cache key {summary['cache_key'][:16]})",
+        f"Mean +- sample std (ddof=1) over seeds {summary['seeds']}, n = {len(summary['seeds'])}"
+        f" (cache key {summary['cache_key'][:16]})",
         "",
         "| split | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
     for split, metrics in summary["splits"].items():
-        cells = [
-            f"{metrics[n]['mean']:.2f} +- {metrics[n]['std']:.2f}" if n in metrics else "-"
-            for n in names
-        ]
+        cells = [format_summary(metrics[n]) if n in metrics else "-" for n in names]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     write_bytes_atomic(out / "report.md", text.encode())

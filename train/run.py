@@ -10,6 +10,7 @@ import click
 import torch
 from tqdm import tqdm
 
+from train import distributed
 from train.data import parse_where
 from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS, DistillConfig
 from train.report import aggregate, run_table, write_run_report, write_summary
@@ -145,7 +146,13 @@ def pick_device(name: str) -> str:
     help="The model kept: the best epoch on the validation split (validated after every "
     "epoch), or the last epoch (validated once: cheaper).",
 )
-@click.option("--batch-size", type=int, default=32, help="Samples per batch.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=32,
+    help="Samples per batch and rank (under torchrun a global batch is this x the world size "
+    "x --accumulate).",
+)
 @click.option(
     "--accumulate", type=int, default=1, help="Batches per optimiser step (gradient accumulation)."
 )
@@ -177,6 +184,12 @@ def pick_device(name: str) -> str:
     help="Peak learning rate of the parameters a pretrained student starts without (task head, "
     "adapters, projection heads); default: --lr.",
 )
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    help="Dropout of the own students (tiny|small|base); pretrained ones keep their own.",
+)
 @click.option("--workers", type=int, default=0, help="DataLoader workers reading the cache.")
 @click.option(
     "--out",
@@ -203,12 +216,15 @@ def main(**options) -> None:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if options["train_fraction"] is not None and options["train_count"] is not None:
         raise click.UsageError("give --train-fraction or --train-count, not both")
+    world = distributed.start(pick_device(options["device"]))
     try:
-        runs = execute(options, progress=bar, echo=click.echo)
+        runs = execute(options, progress=bar, echo=click.echo if world.main else None)
     except (ValueError, FileNotFoundError, KeyError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    if len(runs) > 1:
+    finally:
+        distributed.stop()
+    if len(runs) > 1 and world.main:
         click.echo(write_summary(options["out"], aggregate(runs)))
 
 
@@ -228,8 +244,10 @@ def execute(options: dict, progress=None, echo=None) -> list[dict]:
     runs = []
     for seed in seeds:
         out = options["out"] if len(seeds) == 1 else options["out"] / f"seed-{seed}"
-        results = Trainer(make_config(options, distill, seed, out)).fit(progress=progress)
-        write_run_report(out, results)
+        trainer = Trainer(make_config(options, distill, seed, out))
+        results = trainer.fit(progress=progress)
+        if trainer.world.main:
+            write_run_report(out, results)
         if echo is not None:
             echo(f"seed {seed}: {out}\n{run_table(results)}\n")
         runs.append(results)
@@ -261,6 +279,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         student=options["student"],
         student_tokenizer=options["student_tokenizer"],
         student_visual=options["student_visual"],
+        dropout=options["dropout"],
         workers=options["workers"],
         device=pick_device(options["device"]),
         resume=options["resume"],

@@ -53,3 +53,19 @@ class RunLog:
     def close(self) -> None:
         self.lines.close()
         self.board.close()
+
+
+class NoLog:
+    """What ranks other than 0 log under DDP: nothing (rank 0 logs the run)."""
+
+    def step(self, epoch: int, entry: dict) -> None:
+        return None
+
+    def epoch(self, entry: dict, step: int) -> None:
+        return None
+
+    def weights(self, weights: dict[str, float]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

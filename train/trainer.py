@@ -17,8 +17,10 @@ import torch
 
 from extract.store import CacheReader
 from train import confidence as conf
+from train import distributed
 from train.data import (
     Collate,
+    batches_per_epoch,
     eval_loader,
     low_shot_keys,
     matches,
@@ -28,7 +30,7 @@ from train.data import (
 from train.evaluation import predict, score, to_device
 from train.mad import DistillConfig
 from train.model import VISUAL_TARGETS, DistilledStudent
-from train.runlog import RunLog
+from train.runlog import NoLog, RunLog
 from train.setup import (
     REGION_FIELDS,
     choose_visual_field,
@@ -95,7 +97,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, on_epoch_end: Callable[[int], None] | None = None):
         self.config = config
         self.on_epoch_end = on_epoch_end
-        self.device = torch.device(config.device)
+        self.world = distributed.current()
+        self.device = distributed.device_of(self.world, str(config.device))
         self.cache = CacheReader(config.cache)
         self.task = resolve_task(config.task, self.cache.manifest.task, config.cache)
         self.visual = choose_visual_field(self.cache, config.student_visual)
@@ -245,15 +248,17 @@ class Trainer:
         config = self.config
         keys, metas, full = self.select_train_keys()
         weights, means, model = self.instance_weights(keys, metas), self.means(), self.build()
+        trained = self.wrap(model)  # before a resume restores each rank's random state
         pool = self.pool_keys(keys)
         step_weights = dict(weights)
         if weights and pool:  # no label, so no confidence: the labelled samples' mean weight
             step_weights.update(dict.fromkeys(pool, float(np.mean(list(weights.values())))))
         collate = self.collate(unlabelled=frozenset(pool))
         optimizer = make_optimizer(model, config.lr, config.weight_decay, config.lr_new)
-        batches = math.ceil(len(keys) / config.batch_size)
-        if full and config.workers > 1:  # each streaming worker ends with its own partial batch
-            batches += config.workers - 1
+        shard_counts = [s.count for s in self.cache.split(config.train_split, fields=[]).shards]
+        batches = batches_per_epoch(
+            len(keys), full, config.batch_size, config.workers, self.world, shard_counts
+        )
         total = max(1, math.ceil(batches / config.accumulate) * config.epochs)
         warmup = int(config.warmup * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -263,10 +268,13 @@ class Trainer:
         if config.resume and (self.out / "last.pt").is_file():
             state = self.load_last(model, optimizer, scheduler)
             log.info("resuming after epoch %d", state["epoch"])
-        else:
+        elif self.world.main:
             (self.out / "best.pt").unlink(missing_ok=True)  # never report an older run's model
             shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
-        run_log = RunLog(self.out, state["epoch"], scheduler.last_epoch)
+        distributed.barrier(self.world)
+        run_log = (
+            RunLog(self.out, state["epoch"], scheduler.last_epoch) if self.world.main else NoLog()
+        )
         run_log.weights(weights)
         try:
             for epoch in range(state["epoch"], config.epochs):
@@ -282,10 +290,13 @@ class Trainer:
                     config.seed,
                     epoch,
                     pool,
+                    self.world,
                 )
-                bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}") if progress else None
+                bar = None
+                if progress is not None and self.world.main:
+                    bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}")
                 losses = self.train_epoch(
-                    model, loader, optimizer, scheduler, means, step_weights, bar,
+                    trained, loader, optimizer, scheduler, means, step_weights, bar,
                     lambda entry, epoch=epoch: run_log.step(epoch + 1, entry),
                 )  # fmt: skip
                 entry = {"kind": "epoch", "epoch": epoch + 1, **losses}
@@ -296,6 +307,7 @@ class Trainer:
                 state["epoch"] = epoch + 1
                 if state["epoch"] % config.checkpoint_every == 0 or state["epoch"] == config.epochs:
                     self.save_last(model, optimizer, scheduler, state)
+                    distributed.barrier(self.world)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
         finally:
@@ -303,6 +315,18 @@ class Trainer:
         results = self.final_results(model, collate, keys, metas, weights, state)
         results["pool_samples"] = len(pool)
         return results
+
+    def wrap(self, model: DistilledStudent):
+        """The model a training step calls: DDP's wrapper across ranks, else the model itself.
+        Ranks other than 0 draw other dropout masks (DDP gives them rank 0's weights)."""
+        if not self.world.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        torch.manual_seed(self.config.seed * 1000 + self.world.rank)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # find_unused_parameters: a student may leave parts unused (a pooler, a dropped branch)
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     def validate(self, model, collate: Collate, entry: dict, state: dict) -> None:
         """Score the validation split; keep the best model (selection never sees a test split).
@@ -313,16 +337,28 @@ class Trainer:
         if self.config.keep == "last" and not last:
             return
         # model selection sees the training domain only (--train-where), never the shifted one
-        loader = self.loader(self.val_split, collate, self.config.train_where)
-        entry["val"] = score(self.task, predict(model, loader, self.device))
+        entry["val"] = score(
+            self.task, self.predict(model, self.val_split, collate, self.config.train_where)
+        )
         value = entry["val"]["score"]
         better = state["best"] is None or (value is not None and value > state["best"])
         if value is not None and (better or self.config.keep == "last"):
             state.update(best=value, best_epoch=entry["epoch"])
-            save_atomic({"model": model.export_state()}, self.out / "best.pt")
+            if self.world.main:
+                save_atomic({"model": model.export_state()}, self.out / "best.pt")
+        distributed.barrier(self.world)
 
-    def loader(self, split: str, collate: Collate, where: list[tuple[str, str]]):
+    def predict(self, model, split: str, collate: Collate, where) -> list[dict]:
+        """Predictions over every sample of a split exactly once, in stored order: under DDP
+        each rank predicts its share and every rank gets all the rows."""
         keys = self.eval_keys(split, where)
+        mine = distributed.split_evenly(keys, self.world)
+        rows = predict(model, self.loader(split, mine, collate), self.device)
+        if not self.world.distributed:
+            return rows
+        return [row for part in distributed.gather(self.world, rows) for row in part]
+
+    def loader(self, split: str, keys: list[str], collate: Collate):
         return eval_loader(
             self.config.cache,
             split,
@@ -336,25 +372,16 @@ class Trainer:
     def batch_loss(
         self, model, batch: dict, means: dict, weights: dict
     ) -> tuple[torch.Tensor, dict]:
-        """Task loss plus distillation for one batch; also each term as a float."""
+        """Task loss plus distillation for one batch; also each term as a float. ``model`` may
+        be the DDP wrapper, whose forward is the loss."""
+        w, mean = None, None
+        if weights and self.config.distill.mode != "none":
+            w = torch.tensor([weights.get(k, 1.0) for k in batch["keys"]], device=self.device)
+            if self.world.distributed:  # normalised over the global batch, not this rank's part
+                total, count = distributed.sum_over_ranks(self.world, [float(w.sum()), len(w)])
+                mean = torch.tensor(total / count, device=self.device)
         with autocast(self.device):
-            out, logits = model.encode(batch)
-            task_loss = model.task_loss(logits, batch)
-            distill, stats = torch.zeros((), device=self.device), {"vis": 0.0, "txt": 0.0}
-            if model.distill_heads is not None:
-                w = None
-                if weights:
-                    w = torch.tensor(
-                        [weights.get(k, 1.0) for k in batch["keys"]], device=self.device
-                    )
-                distill, stats = model.distill(out, batch, means, w, self.config.distill)
-            loss = task_loss + distill
-        parts = {
-            "loss": loss,
-            "task": task_loss,
-            "distill_vis": stats["vis"],
-            "distill_txt": stats["txt"],
-        }
+            loss, parts = model(batch, means, w, self.config.distill, mean)
         return loss, {name: float(torch.as_tensor(value).detach()) for name, value in parts.items()}
 
     def train_epoch(
@@ -382,7 +409,9 @@ class Trainer:
             self.optimizer_step(model, optimizer, scheduler, parts, log_step)
         if bar is not None:
             bar.close()
-        return {name: value / max(seen, 1) for name, value in totals.items()}
+        # the epoch's means over every rank's samples (each step's entry is rank 0's batch)
+        *sums, seen = distributed.sum_over_ranks(self.world, [*totals.values(), seen])
+        return {name: value / max(seen, 1) for name, value in zip(totals, sums, strict=True)}
 
     def optimizer_step(self, model, optimizer, scheduler, parts: dict, log_step) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip)
@@ -399,6 +428,10 @@ class Trainer:
             "numpy": np.random.get_state(),
             "python": random.getstate(),
         }
+        if self.world.distributed:  # every rank's random state, so dropout resumes exactly
+            rng = {"ranks": distributed.gather(self.world, rng)}
+        if not self.world.main:
+            return
         save_atomic(
             {
                 "model": model.state_dict(),
@@ -420,12 +453,26 @@ class Trainer:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if checkpoint["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        np.random.set_state(checkpoint["rng"]["numpy"])
-        random.setstate(checkpoint["rng"]["python"])
+        self.restore_rng(checkpoint["rng"])
         return checkpoint["state"]
+
+    def restore_rng(self, rng: dict) -> None:
+        if "ranks" in rng:
+            if len(rng["ranks"]) != self.world.size:
+                raise ValueError(
+                    f"{self.out}/last.pt was written by {len(rng['ranks'])} ranks and this run "
+                    f"has {self.world.size}; resume with the same world size, or use another --out"
+                )
+            rng = rng["ranks"][self.world.rank]
+        elif self.world.distributed:
+            raise ValueError(
+                f"{self.out}/last.pt was written by one process; resume it without torchrun"
+            )
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
 
     # ---- results ----------------------------------------------------------------------------
     def describe_student(self) -> dict:
@@ -447,12 +494,14 @@ class Trainer:
                 "model"
             ]
             model.load_state_dict(best, strict=False)
-            export_pretrained(model, self.out / BEST_PRETRAINED)
+            if self.world.main:
+                export_pretrained(model, self.out / BEST_PRETRAINED)
         splits = {}
         for split in self.eval_splits:
-            rows = predict(model, self.loader(split, collate, self.config.eval_where), self.device)
+            rows = self.predict(model, split, collate, self.config.eval_where)
             splits[split] = score(self.task, rows)
-            write_predictions(self.out, split, self.task, rows)
+            if self.world.main:
+                write_predictions(self.out, split, self.task, rows)
         return {
             "config": config_json(self.config),
             "cache": str(self.config.cache),
@@ -461,6 +510,8 @@ class Trainer:
             "confidence": self.confidence if self.config.distill.mode == "mad" else "none",
             "student": self.describe_student(),
             "train_samples": len(keys),
+            "world_size": self.world.size,
+            "global_batch": self.config.batch_size * self.world.size * self.config.accumulate,
             "val_split": self.val_split,
             "best_epoch": state["best_epoch"],
             "best_val_score": state["best"],

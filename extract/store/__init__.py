@@ -16,7 +16,7 @@ from .manifest import (
 )
 from .reader import CacheReader, SplitReader
 from .verify import VerifyReport, format_report, verify_cache
-from .writer import CacheBuilder, SplitWriter
+from .writer import CacheBuilder, ShardPlan, SplitWriter
 
 __all__ = [
     "FORMAT_VERSION",
@@ -27,6 +27,7 @@ __all__ = [
     "FileRecord",
     "Manifest",
     "ShardLimits",
+    "ShardPlan",
     "SplitReader",
     "SplitWriter",
     "StreamingDataset",

@@ -1,8 +1,14 @@
 """Streaming a split for training: shards read in sequence, split across DataLoader workers and
-distributed ranks without duplicates, with seeded shard shuffling and a sample shuffle buffer."""
+distributed ranks without duplicates, with seeded shard shuffling and a sample shuffle buffer.
+
+Under DDP (more than one rank) every reader must yield as many samples as every other, or a
+rank runs out of batches first and the others wait for it forever: the readers then take
+contiguous, near-equal ranges of the (shuffled) shard sequence instead of whole shards, and the
+shorter ones repeat their first sample once to reach the same count (:func:`equal_ranges`)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Iterable, Iterator
@@ -41,6 +47,28 @@ def assign(num_shards: int, order: list[int], slot: int, slots: int) -> list[tup
     return [(shard, slots, slot) for shard in order]
 
 
+def equal_ranges(
+    counts: list[int], order: list[int], slot: int, slots: int
+) -> list[tuple[int, list[int]]]:
+    """What one of ``slots`` readers reads so that all read the same number of samples:
+    ``(shard, rows)`` pairs covering its contiguous range of the shards taken in ``order``,
+    padded with repeats of its first sample up to ``ceil(total / slots)``."""
+    positions = [(shard, row) for shard in order for row in range(counts[shard])]
+    if not positions:
+        return []
+    base, extra = divmod(len(positions), slots)
+    start = slot * base + min(slot, extra)
+    mine = positions[start : start + base + (slot < extra)] or [positions[slot % len(positions)]]
+    mine += [mine[0]] * (math.ceil(len(positions) / slots) - len(mine))
+    plan: list[tuple[int, list[int]]] = []
+    for shard, row in mine:
+        if plan and plan[-1][0] == shard and plan[-1][1][-1] < row:
+            plan[-1][1].append(row)
+        else:
+            plan.append((shard, [row]))
+    return plan
+
+
 class StreamingDataset(IterableDataset):
     """Yields decoded samples (float32 by default) of one split of a cache."""
 
@@ -76,12 +104,30 @@ class StreamingDataset(IterableDataset):
         order = list(range(len(split.shards)))
         if self.shuffle:
             random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
-        samples = self._read(split, assign(len(order), order, slot, slots))
+        if world_size > 1:
+            counts = [shard.count for shard in split.shards]
+            samples = self._read_rows(split, equal_ranges(counts, order, slot, slots))
+        else:
+            samples = self._read(split, assign(len(order), order, slot, slots))
         if self.shuffle and self.buffer_size > 1:
             samples = shuffle_buffer(
                 samples, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{slot}")
             )
         yield from samples
+
+    @staticmethod
+    def batches_per_rank(
+        shard_counts: list[int], batch_size: int, workers: int, world_size: int
+    ) -> int:
+        """Batches each rank's DataLoader yields per epoch under DDP (the same on every rank)."""
+        readers = max(workers, 1)
+        per_reader = math.ceil(sum(shard_counts) / (readers * world_size))
+        return readers * math.ceil(per_reader / batch_size)
+
+    @staticmethod
+    def _read_rows(split, plan: list[tuple[int, list[int]]]) -> Iterator[Sample]:
+        for shard, rows in plan:
+            yield from split.iter_rows(shard, rows)
 
     @staticmethod
     def _read(split, plan: list[tuple[int, int, int]]) -> Iterator[Sample]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,15 @@ import numpy as np
 
 from .atomic import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from .fields import encode, nonfinite
-from .layout import PENDING_SPEC, SHARED_DIR, WRITERS, index_path, relative, shard_path
+from .layout import (
+    PENDING_SPEC,
+    SHARED_DIR,
+    WRITERS,
+    index_path,
+    relative,
+    shard_path,
+    shard_stem,
+)
 from .manifest import (
     MANIFEST_NAME,
     CacheSpec,
@@ -47,26 +57,61 @@ def file_record(cache_dir: Path, path: Path) -> FileRecord:
     return FileRecord(relative(cache_dir, path), path.stat().st_size, sha256_file(path))
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """Shards as fixed ranges of input positions: shard ``n`` covers positions
+    ``[n * size, (n + 1) * size)`` of a split of ``total`` samples, written or skipped.
+
+    With the plan known before any sample is encoded, shards can be written in any order and by
+    any process (a rank-parallel extraction), and each one's bytes depend only on its inputs.
+    """
+
+    size: int
+    total: int
+
+    @property
+    def count(self) -> int:
+        return max(1, -(-self.total // self.size))  # an empty split still gets one empty shard
+
+    def bounds(self, number: int) -> tuple[int, int]:
+        return number * self.size, min((number + 1) * self.size, self.total)
+
+
 class SplitWriter:
-    """Writes one split's samples into shards, closing a shard at the count or byte limit.
+    """Writes one split's samples into shards, closing a shard at the count or byte limit, or,
+    with a :class:`ShardPlan`, at the end of each planned range (:meth:`begin` / :meth:`end`).
 
     A shard exists under its real name only once complete (tar, then its offset index, both
     renamed into place), so after a crash the finished shards are found again and
-    :attr:`resume_position` tells the caller how many input samples they cover.
+    :attr:`resume_position` tells the caller how many input samples they cover (with a plan:
+    :meth:`missing` says which shards are left, wherever they are in the split).
     """
 
-    def __init__(self, cache_dir: Path, split: str, spec: CacheSpec, allow_nonfinite: bool = False):
+    def __init__(
+        self,
+        cache_dir: Path,
+        split: str,
+        spec: CacheSpec,
+        allow_nonfinite: bool = False,
+        plan: ShardPlan | None = None,
+        clean: bool = True,
+    ):
         if not SPLIT_NAME.match(split):
             raise ValueError(
                 f"split name {split!r} is not allowed: use letters, digits, '_' and '-' "
                 "(e.g. 'train', 'test_shifted')"
             )
         self.cache_dir, self.split, self.spec = cache_dir, split, spec
-        self.allow_nonfinite = allow_nonfinite
+        self.allow_nonfinite, self.plan = allow_nonfinite, plan
         (cache_dir / split).mkdir(parents=True, exist_ok=True)
         self.done: list[ShardRecord] = []
         self.keys: set[str] = set()
-        self._find_finished_shards()
+        self.finished: dict[int, ShardRecord] = {}
+        self._number: int | None = None
+        if plan is None:
+            self._find_finished_shards()
+        else:
+            self._find_planned_shards(clean)
         self.position = self.resume_position
         self._shard = None
         self._index: dict[str, Any] = {}
@@ -98,6 +143,57 @@ class SplitWriter:
             if stale.name.endswith(".tmp") or _shard_number(stale.name) >= number:
                 stale.unlink()
 
+    def _find_planned_shards(self, clean: bool) -> None:
+        """Every finished shard, wherever it is; with ``clean``, the files of unfinished ones
+        (and temporary files) are removed: one process does that before any starts writing."""
+        for number in range(self.plan.count):
+            idx = index_path(self.cache_dir, self.split, number)
+            shard = shard_path(self.cache_dir, self.split, number, self.spec.format)
+            if idx.is_file() and shard.is_file():
+                index = read_json(idx)
+                if shard.stat().st_size == index["file"]["bytes"]:
+                    self.finished[number] = self._record(index, idx)
+        if self.finished:
+            log.info(
+                "%s: %d of %d shards already finished",
+                self.split,
+                len(self.finished),
+                self.plan.count,
+            )
+        if clean:
+            for stale in (self.cache_dir / self.split).iterdir():
+                if stale.name.endswith(".tmp") or _shard_number(stale.name) not in self.finished:
+                    stale.unlink()
+
+    def stems(self) -> list[Path]:
+        """Every planned shard's path without its suffix (files beside a shard share it)."""
+        return [self.cache_dir / shard_stem(self.split, n) for n in range(self.plan.count)]
+
+    def missing(self) -> list[int]:
+        """The planned shards not finished yet, in order."""
+        return [n for n in range(self.plan.count) if n not in self.finished]
+
+    def begin(self, number: int) -> None:
+        """Start planned shard ``number`` (its inputs are positions ``plan.bounds(number)``)."""
+        self._check_open()
+        if self._shard is not None:
+            raise RuntimeError(f"shard {self._number} of {self.split!r} is still open")
+        self._number = number
+        self.position = self.plan.bounds(number)[0]
+        self._open_shard()
+
+    def end(self, before_index: Callable[[Path], None] | None = None) -> ShardRecord:
+        """Finish the open planned shard. ``before_index(stem)`` may write files that belong to
+        the shard (e.g. its sums for the means): they exist before the shard counts as done."""
+        if before_index is not None:
+            before_index(self.cache_dir / shard_stem(self.split, self._number))
+        self.position = self.plan.bounds(self._number)[1]
+        self._finish_shard()
+        record = self.done.pop()
+        self.finished[self._number] = record
+        self._number = None
+        return record
+
     def _record(self, index: dict, idx: Path) -> ShardRecord:
         return ShardRecord(
             file=FileRecord(**index["file"]),
@@ -125,11 +221,14 @@ class SplitWriter:
                 f"split {self.split!r}: sample key {key!r} occurs twice; keys must be unique"
             )
         encoded = self._encode(key, arrays)
-        meta_bytes = self._meta_bytes(key, meta or {})
+        meta_bytes = self.meta_bytes(key, meta or {})
         size = len(meta_bytes) + sum(
             v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values()
         )
-        if (
+        if self.plan is not None:
+            if self._shard is None:
+                raise RuntimeError("begin(number) a planned shard before writing to it")
+        elif (
             self._shard is not None
             and self._shard.bytes_written + size > self.spec.limits.max_bytes
         ):
@@ -140,7 +239,7 @@ class SplitWriter:
         self._index["offsets"].append(self._shard.add(key, encoded, meta_bytes))
         self.keys.add(key)
         self.position = (self.position if position is None else position) + 1
-        if len(self._index["keys"]) >= self.spec.limits.max_count:
+        if self.plan is None and len(self._index["keys"]) >= self.spec.limits.max_count:
             self._finish_shard()
         return encoded
 
@@ -172,7 +271,7 @@ class SplitWriter:
         return encoded
 
     @staticmethod
-    def _meta_bytes(key: str, meta: dict[str, Any]) -> bytes:
+    def meta_bytes(key: str, meta: dict[str, Any]) -> bytes:
         if "key" in meta and meta["key"] != key:
             raise ValueError(
                 f"sample {key!r}: its json already holds a different 'key' ({meta['key']!r})"
@@ -180,7 +279,7 @@ class SplitWriter:
         return json.dumps({**meta, "key": key}, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
     def _open_shard(self) -> None:
-        number = len(self.done)
+        number = len(self.done) if self._number is None else self._number
         path = shard_path(self.cache_dir, self.split, number, self.spec.format)
         self._shard = WRITERS[self.spec.format](path, self.spec.fields, self.spec.limits.max_count)
         self._index = {"format": self.spec.format, "keys": [], "offsets": []}
@@ -188,7 +287,7 @@ class SplitWriter:
             self._index["members"] = member_names(self.spec.fields)
 
     def _finish_shard(self) -> None:
-        number = len(self.done)
+        number = len(self.done) if self._number is None else self._number
         self._shard.close()
         self._index["file"] = file_record(self.cache_dir, self._shard.path).__dict__
         self._index["stop"] = self.position
@@ -201,13 +300,41 @@ class SplitWriter:
         self._shard = None
 
     def close(self) -> SplitRecord:
-        """Finish the open shard. Skipped samples after the last sample get a shard of their own."""
+        """Finish the open shard. Skipped samples after the last sample get a shard of their own.
+
+        With a plan, every planned shard must be finished (by this process or others): their
+        records are read from the disk, in order."""
+        if self.plan is not None:
+            return self._close_planned()
         if not self.closed:
             if self._shard is None and (self._skipped or not self.done):
                 self._open_shard()
             if self._shard is not None:
                 self._finish_shard()
             self.closed = True
+        return SplitRecord(shards=list(self.done))
+
+    def _close_planned(self) -> SplitRecord:
+        if self._shard is not None:
+            raise RuntimeError(f"shard {self._number} of {self.split!r} is still open")
+        self._find_planned_shards(clean=False)
+        if self.missing():
+            raise RuntimeError(
+                f"split {self.split!r}: shards {self.missing()[:5]} were never finished; run the "
+                "same extraction command again to write them"
+            )
+        self.done = [self.finished[n] for n in range(self.plan.count)]
+        seen: set[str] = set()
+        for number in range(self.plan.count):
+            keys = read_json(index_path(self.cache_dir, self.split, number))["keys"]
+            for key in keys:
+                if key in seen:
+                    raise ValueError(
+                        f"split {self.split!r}: sample key {key!r} occurs twice (shard "
+                        f"{number}); keys must be unique"
+                    )
+                seen.add(key)
+        self.closed = True
         return SplitRecord(shards=list(self.done))
 
     def abort(self) -> None:
@@ -236,14 +363,22 @@ def _shard_number(name: str) -> int:
 class CacheBuilder:
     """Owns one cache directory while it is written; see the module docstring."""
 
-    def __init__(self, cache_dir: str | Path, spec: CacheSpec, allow_nonfinite: bool = False):
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        spec: CacheSpec,
+        allow_nonfinite: bool = False,
+        owner: bool = True,
+    ):
+        """``owner=False``: another process (rank 0 of a rank-parallel extraction) started the
+        cache and will finish it; this one only writes shards."""
         self.cache_dir = Path(cache_dir)
         self.spec = spec
         self.allow_nonfinite = allow_nonfinite
         self.complete = self._check_existing()
         self.splits: dict[str, SplitWriter] = {}
         self.shared: dict[str, FileRecord] = {}
-        if not self.complete:
+        if not self.complete and owner:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.cache_dir / PENDING_SPEC, spec.to_json())
 
@@ -266,10 +401,10 @@ class CacheBuilder:
                 + "\nUse another --out directory, or delete this one to replace it."
             )
 
-    def split(self, name: str) -> SplitWriter:
+    def split(self, name: str, plan: ShardPlan | None = None, clean: bool = True) -> SplitWriter:
         if name in self.splits:
             raise ValueError(f"split {name!r} was already written in this run")
-        writer = SplitWriter(self.cache_dir, name, self.spec, self.allow_nonfinite)
+        writer = SplitWriter(self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean)
         self.splits[name] = writer
         return writer
 

@@ -14,10 +14,11 @@ from extract.pipeline import LoopOptions, aligned_batches
 from extract.store.fields import nonfinite
 
 
-def test_batches_align_to_the_whole_split():
+def test_batches_start_at_each_shard_start():
     assert aligned_batches(0, 10, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    # resuming at 6: the first batch ends where the uninterrupted run's batch ends (at 8)
-    assert aligned_batches(6, 10, 4) == [[0, 1], [2, 3]]
+    # a shard covering positions 6 to 9: its batches are the same whoever writes it, whenever
+    assert aligned_batches(6, 10, 4) == [[6, 7, 8, 9]]
+    assert aligned_batches(6, 13, 4) == [[6, 7, 8, 9], [10, 11, 12]]
     assert aligned_batches(8, 8, 4) == []
 
 

@@ -175,9 +175,12 @@ def test_cli_several_seeds_report_mean_and_std(tmp_path):
     ]
     result = CliRunner().invoke(train_cli, args)
     assert result.exit_code == 0, result.output
-    assert "Mean +- std over seeds [1, 2]" in result.output
+    assert "Mean +- sample std (ddof=1) over seeds [1, 2], n = 2" in result.output
     summary = json.loads((out / "results.json").read_text())
-    assert len(summary["splits"]["val"]["accuracy"]["values"]) == 2
+    accuracy = summary["splits"]["val"]["accuracy"]
+    assert len(accuracy["values"]) == 2 and accuracy["n"] == 2
+    first, second = accuracy["values"]
+    assert accuracy["std"] == pytest.approx(abs(first - second) / 2**0.5, abs=0.006)
     for seed in (1, 2):
         for name in ("results.json", "report.md", "curves.png", "metrics.jsonl", "best.pt"):
             assert (out / f"seed-{seed}" / name).is_file()
