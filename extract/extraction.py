@@ -74,9 +74,7 @@ def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def cache_spec(
-    config: ExtractConfig, adapter, plan: Plan, splits: list[str], shard_positions: int
-) -> CacheSpec:
+def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) -> CacheSpec:
     options = asdict(config.plan)
     return CacheSpec(
         format=config.format,
@@ -96,7 +94,6 @@ def cache_spec(
             "splits": splits,
             "limit": config.limit,
             "means_split": means_split(splits),
-            "shard_positions": shard_positions,
         },
         limits=config.limits,
     )
@@ -135,7 +132,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     has_boxes = any(record.boxes for split in splits for record in records[split][:100])
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
     positions = shard_positions(config, plan, records)
-    spec = cache_spec(config, adapter, plan, splits, positions)
+    spec = cache_spec(config, adapter, plan, splits)
     opened = open_writers(config.out, spec, records, positions, world)
     if opened is None:
         manifest = CacheReader(config.out).manifest
@@ -183,6 +180,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         "overlapped": config.loop.overlapped,
         "device": str(config.loop.device),
         "world_size": world.size,
+        "shard_positions": positions,
         "on_error": config.loop.on_error,
         "torch": torch.__version__,
         "adapter_skipped": getattr(adapter, "skipped", []),
@@ -219,7 +217,12 @@ def open_writers(
         barrier(world)  # rank 0 has cleaned up
         builder = CacheBuilder(out, spec, owner=False)
     writers = {
-        split: builder.split(split, ShardPlan(positions, len(split_records)), clean=world.main)
+        split: builder.split(
+            split,
+            ShardPlan(positions, len(split_records)),
+            clean=world.main,
+            inputs=[str(record.key) for record in split_records],
+        )
         for split, split_records in records.items()
     }
     if world.main:

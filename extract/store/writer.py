@@ -95,14 +95,17 @@ class SplitWriter:
         allow_nonfinite: bool = False,
         plan: ShardPlan | None = None,
         clean: bool = True,
+        inputs: list[str] | None = None,
     ):
+        """``inputs``: with a plan, the keys of the split's inputs by position; a shard on disk
+        counts as finished only if it holds (written or skipped) exactly its range's keys."""
         if not SPLIT_NAME.match(split):
             raise ValueError(
                 f"split name {split!r} is not allowed: use letters, digits, '_' and '-' "
                 "(e.g. 'train', 'test_shifted')"
             )
         self.cache_dir, self.split, self.spec = cache_dir, split, spec
-        self.allow_nonfinite, self.plan = allow_nonfinite, plan
+        self.allow_nonfinite, self.plan, self.inputs = allow_nonfinite, plan, inputs
         (cache_dir / split).mkdir(parents=True, exist_ok=True)
         self.done: list[ShardRecord] = []
         self.keys: set[str] = set()
@@ -151,7 +154,7 @@ class SplitWriter:
             shard = shard_path(self.cache_dir, self.split, number, self.spec.format)
             if idx.is_file() and shard.is_file():
                 index = read_json(idx)
-                if shard.stat().st_size == index["file"]["bytes"]:
+                if shard.stat().st_size == index["file"]["bytes"] and self._covers(number, index):
                     self.finished[number] = self._record(index, idx)
         if self.finished:
             log.info(
@@ -164,6 +167,15 @@ class SplitWriter:
             for stale in (self.cache_dir / self.split).iterdir():
                 if stale.name.endswith(".tmp") or _shard_number(stale.name) not in self.finished:
                     stale.unlink()
+
+    def _covers(self, number: int, index: dict) -> bool:
+        """Whether a shard on disk holds its planned range's inputs (a shard written with other
+        limits, or by a run that closed shards otherwise, does not and is written again)."""
+        if self.inputs is None:
+            return True
+        start, stop = self.plan.bounds(number)
+        held = index["keys"] + [skipped["key"] for skipped in index["skipped"]]
+        return index["stop"] == stop and sorted(held) == sorted(self.inputs[start:stop])
 
     def stems(self) -> list[Path]:
         """Every planned shard's path without its suffix (files beside a shard share it)."""
@@ -401,10 +413,18 @@ class CacheBuilder:
                 + "\nUse another --out directory, or delete this one to replace it."
             )
 
-    def split(self, name: str, plan: ShardPlan | None = None, clean: bool = True) -> SplitWriter:
+    def split(
+        self,
+        name: str,
+        plan: ShardPlan | None = None,
+        clean: bool = True,
+        inputs: list[str] | None = None,
+    ) -> SplitWriter:
         if name in self.splits:
             raise ValueError(f"split {name!r} was already written in this run")
-        writer = SplitWriter(self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean)
+        writer = SplitWriter(
+            self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean, inputs
+        )
         self.splits[name] = writer
         return writer
 

@@ -102,3 +102,54 @@ def test_missing_field_is_named(tmp_path):
         ValueError, match=re.escape("missing fields ['pixels'], undeclared fields ['extra']")
     ):
         builder.split("train").write("k", arrays)
+
+
+def write_planned(builder: CacheBuilder, size: int, numbers, inputs) -> None:
+    from extract.store import ShardPlan
+
+    split = builder.split("train", ShardPlan(size, NUM_INPUTS), inputs=inputs)
+    for number in numbers:
+        split.begin(number)
+        for position in range(*split.plan.bounds(number)):
+            if position in CORRUPT:
+                split.skip(inputs[position], "cannot identify image file", position)
+            else:
+                split.write(inputs[position], make_sample(position), {}, position)
+        split.end()
+
+
+def test_planned_shards_are_written_in_any_order_and_checked_against_their_range(tmp_path):
+    from extract.store import ShardPlan
+
+    spec, inputs = make_spec(max_count=3), [f"in-{p}" for p in range(NUM_INPUTS)]
+    write_planned(CacheBuilder(tmp_path / "c", spec), 3, [3, 1], inputs)  # 4 shards, 2 written
+    again = CacheBuilder(tmp_path / "c", spec).split(
+        "train", ShardPlan(3, NUM_INPUTS), inputs=inputs
+    )
+    assert again.missing() == [0, 2]
+    assert sorted(p.name for p in (tmp_path / "c" / "train").glob("*.idx.json")) == [
+        "train-000001.idx.json",
+        "train-000003.idx.json",
+    ]
+    # shards on disk that hold other inputs than their planned range are written again
+    other = CacheBuilder(tmp_path / "c", spec).split(
+        "train", ShardPlan(4, NUM_INPUTS), inputs=inputs
+    )
+    assert other.missing() == [0, 1, 2]
+    assert not list((tmp_path / "c" / "train").glob("*"))  # and their files removed
+
+
+def test_planned_shards_in_any_order_give_the_bytes_of_the_plain_order(tmp_path):
+    spec, inputs = make_spec(max_count=3), [f"in-{p}" for p in range(NUM_INPUTS)]
+    for name, order in (("ordered", [0, 1, 2, 3]), ("shuffled", [2, 0, 3, 1])):
+        builder = CacheBuilder(tmp_path / name, spec)
+        write_planned(builder, 3, order, inputs)
+        builder.splits.clear()
+        reopened = CacheBuilder(tmp_path / name, spec)
+        write_planned(reopened, 3, [], inputs)
+        manifest = reopened.finish()
+        assert [s.count for s in manifest.splits["train"].shards] == [2, 3, 3, 1]  # 2, 9 skipped
+    assert all_bytes(tmp_path / "ordered") == all_bytes(tmp_path / "shuffled")
+    assert [s["__key__"] for s in CacheReader(tmp_path / "shuffled").split("train")] == [
+        key for p, key in enumerate(inputs) if p not in CORRUPT
+    ]
