@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 from click.testing import CliRunner
+from torch.utils.data import DataLoader
 
 from extract.store.stream import StreamingDataset, equal_ranges
 from tests.train.tiny_cache import build
