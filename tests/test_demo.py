@@ -29,4 +29,4 @@ def test_small_demo_end_to_end(tmp_path, capfd):
     capfd.readouterr()
     again = CliRunner().invoke(demo, args)  # everything reused
     assert again.exit_code == 0, again.output
-    assert "10 cells: 10 finished, 0 to train" in capfd.readouterr().out  # the protocol's own
+    assert "12 cells: 12 finished, 0 to train" in capfd.readouterr().out  # the protocol's own

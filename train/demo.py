@@ -3,9 +3,10 @@
 It runs, as a user would, each stage's own command: generate the synthetic datasets, extract the
 VQA set with the offline teachers (EfficientNet-Lite0 + MiniLM) and with their ``:random``
 controls, then ``python -m train.protocol``: students x methods (``none``, ``naive``, ``mad``,
-``mad-pool``, and ``mad`` on the random-teacher cache) x low-shot fractions x 8 seeds, evaluated
-on val, test and test_shifted, with paired per-seed differences. Every step is skipped when its
-output exists, so a second run reuses the data, the caches and every finished cell.
+``mad-pool``, and ``mad`` and ``mad-pool`` on the random-teacher cache) x low-shot fractions x 8
+seeds, evaluated on val, test and test_shifted, with paired per-seed differences. Every step is
+skipped when its output exists, so a second run reuses the data, the caches and every finished
+cell.
 
 ``make demo`` runs the grid that fits about 20 minutes on 2 CPU cores from a fresh clone: the
 from-zero student at 5%. ``make demo-full`` (``--full``) runs the whole grid: the from-zero and
@@ -42,7 +43,7 @@ class DemoConfig:
     fractions: str = "0.05"
     seeds: str = "1-8"
     methods: str = "none,naive,mad,mad-pool"
-    control_methods: str = "mad"
+    control_methods: str = "mad,mad-pool"
     jobs: int = 2
     train_options: list[str] = field(
         default_factory=lambda: [

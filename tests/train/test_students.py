@@ -211,7 +211,7 @@ def test_region_mask_follows_region_count(tmp_path, visualbert_dir):
     config.student_visual = "student_regions"
     trainer = Trainer(config)
     samples = list(CacheReader(cache).split("val", ["region_count"]))
-    batch = next(iter(trainer.loader("val", trainer.collate(), [])))
+    batch = next(iter(trainer.loader("val", trainer.eval_keys("val", []), trainer.collate())))
     assert batch["visual_mask"].sum(1).tolist() == [int(s["region_count"][0]) for s in samples]
 
 
