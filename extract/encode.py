@@ -20,7 +20,7 @@ def autocast(device: torch.device):
 
 def stack_images(items: list[Item], key, device: torch.device) -> torch.Tensor:
     batch = torch.stack([item.images[key] for item in items])
-    if device.type == "cuda":
+    if device.type == "cuda" and batch.device.type == "cpu":  # device-decoded ones are there
         batch = batch.pin_memory()
     return batch.to(device, non_blocking=True)
 

@@ -76,6 +76,9 @@ def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
 
 def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) -> CacheSpec:
     options = asdict(config.plan)
+    if config.loop.device_decode:  # other pixels than PIL's, so another cache (keys of the
+        # default, PIL-decoded caches stay as they were: the entry is only there when used)
+        options["image_decode"] = "torchvision decode_jpeg on the GPU, antialiased interpolate"
     return CacheSpec(
         format=config.format,
         dataset={
@@ -179,6 +182,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         "workers": config.loop.decoders(),
         "overlapped": config.loop.overlapped,
         "device": str(config.loop.device),
+        "decode": "gpu" if config.loop.device_decode else "cpu",
         "world_size": world.size,
         "shard_positions": positions,
         "on_error": config.loop.on_error,

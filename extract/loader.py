@@ -1,13 +1,20 @@
-"""Reading and preprocessing images in DataLoader workers.
+"""Reading and preprocessing images in DataLoader workers (or, for JPEGs, on the GPU).
 
 Each item is one record's image, decoded once and resized to every (size, interpolation) the
 encoders need, as uint8 ``[3, S, S]``. A record whose image cannot be read becomes an item with
 an ``error`` instead of images; the extraction loop skips or fails on it (``--on-error``).
+
+With ``device_decode`` the workers only read the files: a JPEG stays its bytes, and
+:func:`decode_on_device` decodes a whole batch of them on the teachers' GPU with nvJPEG
+(``torchvision.io.decode_jpeg``) and resizes them there (antialiased ``interpolate``). Other
+formats, and JPEGs nvJPEG cannot read, are decoded by PIL at full size instead, counted as
+fallbacks, and resized the same way, so one cache never mixes two resizing methods.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +25,7 @@ from torch.utils.data import Dataset
 from extract.datasets.base import Record
 from extract.encoders import Preprocess
 
+log = logging.getLogger(__name__)
 INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 ImageKey = tuple[int, str]  # (size, interpolation)
 
@@ -33,14 +41,24 @@ class Item:
     images: dict[ImageKey, torch.Tensor] | None
     original_size: tuple[int, int] | None  # (width, height)
     error: str | None = None
+    # device decoding: the JPEG file's bytes (1-D), or a PIL-decoded [3, H, W] (other formats)
+    source: torch.Tensor | None = None
 
 
 class RecordImages(Dataset):
     """Records from ``first_position`` on, with their images decoded and resized."""
 
-    def __init__(self, adapter, records: list[Record], first_position: int, keys: list[ImageKey]):
+    def __init__(
+        self,
+        adapter,
+        records: list[Record],
+        first_position: int,
+        keys: list[ImageKey],
+        device_decode: bool = False,
+    ):
         self.adapter, self.records = adapter, records
         self.first_position, self.keys = first_position, sorted(set(keys))
+        self.device_decode = device_decode
         self._last: Item | None = None  # the previous item, whose image the next may share
 
     def __len__(self) -> int:
@@ -52,13 +70,15 @@ class RecordImages(Dataset):
         last = self._last
         if last is not None and last.error is None and last.record.image == record.image:
             # VQA and SNLI-VE list several questions of one image together: decode it once
-            item = Item(position, record, last.images, last.original_size)
+            item = Item(position, record, last.images, last.original_size, source=last.source)
         else:
             item = self._read(position, record)
         self._last = item
         return item
 
     def _read(self, position: int, record: Record) -> Item:
+        if self.device_decode:
+            return self._read_for_device(position, record)
         try:
             image = Image.open(io.BytesIO(self.adapter.read_image_bytes(record)))
             original = image.size  # boxes are in these pixels; draft() below may shrink .size
@@ -70,6 +90,90 @@ class RecordImages(Dataset):
             reason = f"{type(error).__name__}: {error}"
             return Item(position, record, None, None, f"image {record.image!r}: {reason}")
         return Item(position, record, images, original)
+
+    def _read_for_device(self, position: int, record: Record) -> Item:
+        """The file's bytes for nvJPEG; other formats decoded here at full size."""
+        try:
+            data = self.adapter.read_image_bytes(record)
+            image = Image.open(io.BytesIO(data))  # reads the header: size and format
+            if image.format == "JPEG" and image.mode in ("RGB", "L"):
+                source = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            else:
+                source = to_tensor(image.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            reason = f"{type(error).__name__}: {error}"
+            return Item(position, record, None, None, f"image {record.image!r}: {reason}")
+        return Item(position, record, None, image.size, source=source)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+
+
+def decode_on_device(items: list[Item], keys: list[ImageKey], device: torch.device) -> int:
+    """Give every good item of a batch its images, decoded and resized on ``device``: the JPEGs
+    in one nvJPEG call, each distinct image once. Returns how many images fell back to PIL."""
+    pending = [item for item in items if item.error is None and item.images is None]
+    distinct: dict[str, Item] = {}
+    for item in pending:
+        distinct.setdefault(item.record.image, item)
+    decoded, fallbacks = decode_sources(list(distinct.values()), device)
+    resized = {
+        name: {key: resize_tensor(image, *key) for key in sorted(set(keys))}
+        for name, image in decoded.items()
+        if not isinstance(image, str)
+    }
+    for item in pending:
+        if item.record.image in resized:
+            item.images = resized[item.record.image]
+        else:  # neither nvJPEG nor PIL could read it
+            item.error = decoded[item.record.image]
+    return fallbacks
+
+
+def decode_sources(items: list[Item], device: torch.device) -> tuple[dict, int]:
+    """Image name -> ``[3, H, W]`` uint8 on ``device`` (or why it cannot be read); and how many
+    were not nvJPEG's."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    jpegs = [item for item in items if item.source.dim() == 1]
+    others = [item for item in items if item.source.dim() != 1]
+    decoded = {item.record.image: item.source.to(device) for item in others}
+    fallbacks = len(others)
+    images: list = [None] * len(jpegs)
+    if jpegs:
+        try:
+            images = decode_jpeg([i.source for i in jpegs], mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # one unreadable file fails the batch: decode them one by one
+            pass
+    for item, image in zip(jpegs, images, strict=True):
+        if image is None:
+            try:
+                image = decode_jpeg(item.source, mode=ImageReadMode.RGB, device=device)
+            except RuntimeError as error:
+                log.info("%s: nvJPEG cannot read it (%s); trying PIL", item.record.image, error)
+                image = pil_decode(item, device)
+                fallbacks += not isinstance(image, str)  # an unreadable one is a skip
+        decoded[item.record.image] = image
+    return decoded, fallbacks
+
+
+def pil_decode(item: Item, device: torch.device) -> torch.Tensor | str:
+    try:
+        image = Image.open(io.BytesIO(item.source.numpy().tobytes())).convert("RGB")
+    except (OSError, ValueError) as error:
+        return f"image {item.record.image!r}: {type(error).__name__}: {error}"
+    return to_tensor(image).to(device)
+
+
+def resize_tensor(image: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
+    """Squash ``[3, H, W]`` uint8 to ``[3, size, size]`` where it lies (antialiased like PIL)."""
+    smooth = interpolation != "nearest"
+    resized = torch.nn.functional.interpolate(
+        image[None].float(), size=(size, size), mode=interpolation, antialias=smooth,
+        align_corners=False if smooth else None,
+    )  # fmt: skip
+    return resized[0].round().clamp(0, 255).to(torch.uint8)
 
 
 def resize(image: Image.Image, size: int, interpolation: str) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from extract.datasets.base import Record
 from extract.encode import encode_batch
-from extract.loader import Item, RecordImages, collate, image_key
+from extract.loader import Item, RecordImages, collate, decode_on_device, image_key
 from extract.means import FieldMeans
 from extract.plan import Plan
 from extract.store import SplitWriter, decode
@@ -37,10 +37,18 @@ class LoopOptions:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     on_error: str = "skip"  # or "fail"
     overlap: bool | None = None  # writer thread; None: only when the teachers are not on the CPU
+    decode: str = "auto"  # JPEGs: "gpu" (nvJPEG on the teachers' GPU), "cpu" (PIL in workers)
 
     @property
     def overlapped(self) -> bool:
         return self.device.type != "cpu" if self.overlap is None else self.overlap
+
+    @property
+    def device_decode(self) -> bool:
+        """Whether JPEGs are decoded on the teachers' GPU (``auto``: whenever they run on one)."""
+        if self.decode == "gpu" and self.device.type != "cuda":
+            raise ValueError("--decode gpu needs the teachers on a GPU (--device cuda)")
+        return self.decode == "gpu" or (self.decode == "auto" and self.device.type == "cuda")
 
     def decoders(self) -> int:
         if self.workers is not None:
@@ -76,9 +84,10 @@ class Timing:
     write_s: float = 0.0
     samples: int = 0
     skipped: int = 0
+    decode_fallbacks: int = 0  # device decoding: images PIL decoded instead of nvJPEG
 
     def add(self, other: Timing) -> None:
-        for name in ("read_s", "encode_s", "write_s", "samples", "skipped"):
+        for name in ("read_s", "encode_s", "write_s", "samples", "skipped", "decode_fallbacks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict:
@@ -155,7 +164,7 @@ def extract_split(
     other algorithms for other batch shapes, which would change the bytes).
     """
     keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records, 0, keys)
+    dataset = RecordImages(adapter, records, 0, keys, options.device_decode)
     batches = [
         batch
         for number in numbers
@@ -175,6 +184,9 @@ def extract_split(
         for items in loader:
             now = time.perf_counter()
             timing.read_s += now - ticks
+            if options.device_decode:  # may find more unreadable images
+                readable = [item for item in items if item.error is None]
+                timing.decode_fallbacks += decode_on_device(readable, keys, options.device)
             good = [item for item in items if item.error is None]
             failed = [item for item in items if item.error is not None]
             if failed and options.on_error == "fail":

@@ -167,6 +167,14 @@ def summary(result: ExtractResult, out: Path) -> str:
     "they run on a GPU; on a CPU they would share its cores].",
 )
 @click.option(
+    "--decode",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default="auto",
+    help="Where JPEGs are decoded and resized: gpu (nvJPEG, in batches, beside the teachers), "
+    "cpu (PIL, in --workers); auto: gpu when the teachers run on one. The two give slightly "
+    "different pixels, so different caches.",
+)
+@click.option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
     default="skip",
@@ -194,6 +202,10 @@ def main(**options) -> None:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = pick_device(options["device"])
+    if options["decode"] == "gpu" and device.type != "cuda":
+        raise click.BadParameter(
+            "--decode gpu needs the teachers on a GPU (--device cuda)", param_hint="--decode"
+        )
     world = start(device.type, "gloo")  # under torchrun: join the job; each rank takes its GPU
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
@@ -221,6 +233,7 @@ def main(**options) -> None:
             device,
             options["on_error"],
             options["overlap"],
+            options["decode"],
         ),
         build_indices=not options["no_index"],
     )
