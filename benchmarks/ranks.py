@@ -91,6 +91,10 @@ def train(ranks: int, cache: Path, out: Path, batch_size: int, steps: int) -> fl
 @click.option("--steps", default=8, show_default=True, help="Optimiser steps compared.")
 def main(samples: int, steps: int) -> None:
     """World size 2 against 1: cache bytes and features, then trained weights."""
+    if 16 * steps > samples:
+        raise click.BadParameter(
+            f"{steps} steps of 16 need {16 * steps} samples", param_hint="--samples"
+        )
     folder = WORK / "ranks"
     seconds = {f"extract_{n}": extract(n, folder / f"cache-{n}", samples) for n in (1, 2)}
     largest, differing = feature_difference(folder / "cache-1", folder / "cache-2")

@@ -423,7 +423,8 @@ class Trainer:
     # ---- checkpoints ------------------------------------------------------------------------
     def save_last(self, model, optimizer, scheduler, state: dict) -> None:
         rng = {
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            # this rank's GPU only: asking every visible GPU would open a context on each
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "torch": torch.get_rng_state(),
             "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -469,8 +470,10 @@ class Trainer:
                 f"{self.out}/last.pt was written by one process; resume it without torchrun"
             )
         torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
+        if isinstance(rng.get("cuda"), list):  # a last.pt of every visible GPU's state
             torch.cuda.set_rng_state_all(rng["cuda"])
+        elif rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
 

@@ -81,3 +81,14 @@ def test_faiss_script(tmp_path):
     sizes = recall["details"]["sizes"]
     assert sizes["2000"]["kind"] == "flat" and recall["value"]["2000"] == 1.0  # exact search
     assert sizes["60000"]["kind"] == "hnsw" and recall["value"]["60000"] >= 0.9
+
+
+@pytest.mark.slow
+def test_ranks_script(tmp_path):
+    results = run_script(tmp_path, "ranks", "--samples", "32", "--steps", "2")
+    extraction, training = (
+        results["extract_ranks_max_abs_diff"],
+        results["ddp_equivalence_max_abs_diff"],
+    )
+    assert extraction["value"] == 0.0 and extraction["details"]["files_differing"] == []
+    assert 0 <= training["value"] < 1e-4 and training["details"]["global_batch"] == 16
