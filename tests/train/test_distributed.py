@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from extract.store.stream import StreamingDataset, equal_ranges
 from tests.train.tiny_cache import build
-from train.data import RankBatches
+from train.data import PooledBatches, RankBatches
 from train.distributed import World, rank_part, split_evenly
 from train.run import main as train_cli
 
@@ -43,6 +43,19 @@ def test_rank_batches_are_the_one_process_batches_cut_in_two():
     assert len(ranks[0]) == len(ranks[1]) == len(alone) == 3
     for number, batch in enumerate(alone):
         assert ranks[0][number] + ranks[1][number] == batch.tolist()
+
+
+def test_pooled_batches_give_each_rank_its_part_of_both_halves():
+    alone = list(PooledBatches(10, 30, 8, seed=2, epoch=0))
+    ranks = [list(PooledBatches(10, 30, 8, 2, 0, World(rank, 2))) for rank in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(alone) == 2
+    for number, batch in enumerate(alone):  # labelled half first, then as many pool samples
+        half = len(batch) // 2
+        first, second = ranks[0][number], ranks[1][number]
+        labelled = first[: len(first) // 2] + second[: len(second) // 2]
+        pool = first[len(first) // 2 :] + second[len(second) // 2 :]
+        assert labelled == batch[:half] and pool == batch[half:]
+        assert all(index < 10 for index in labelled) and all(index >= 10 for index in pool)
 
 
 @pytest.mark.parametrize("slots", [2, 3, 5, 70])
