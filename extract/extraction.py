@@ -17,7 +17,14 @@ from extract.datasets import open_dataset
 from extract.datasets.base import Record
 from extract.loader import Item
 from extract.means import FieldMeans
-from extract.pipeline import LoopOptions, Timing, extract_split, means_path, sample_meta
+from extract.pipeline import (
+    MEANS_SUFFIX,
+    LoopOptions,
+    Timing,
+    extract_split,
+    means_path,
+    sample_meta,
+)
 from extract.plan import Plan, PlanOptions, make_plan, student_input_field
 from extract.store import (
     CacheBuilder,
@@ -136,11 +143,11 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
     positions = shard_positions(config, plan, records)
     spec = cache_spec(config, adapter, plan, splits)
-    opened = open_writers(config.out, spec, records, positions, world)
+    opened = open_writers(config.out, spec, records, positions, world, means_split(splits))
     if opened is None:
         manifest = CacheReader(config.out).manifest
         return ExtractResult(manifest, True, manifest.timing)
-    builder, writers = opened
+    builder, writers, missing = opened
     for encoder in plan.encoders:
         encoder.to(config.loop.device)
     timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
@@ -148,7 +155,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     bytes_per_sample = sum(field.bytes_per_sample for field in plan.fields.values())
     for split in splits:
         writer = writers[split]
-        mine = writer.missing()[world.rank :: world.size]
+        mine = missing[split][world.rank :: world.size]
         count = sum(len(range(*writer.plan.bounds(n))) for n in mine)
         bar = None
         if progress is not None and world.main:
@@ -162,11 +169,17 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
             bar.close()
         timing["splits"][split] = split_timing.as_dict()
         total.add(split_timing)
-    per_rank = gather(world, {"total": total.as_dict(), "splits": timing["splits"]})
+    done = {
+        split: {n: writer.finished[n] for n in missing[split][world.rank :: world.size]}
+        for split, writer in writers.items()
+    }
+    per_rank = gather(world, {"total": total.as_dict(), "splits": timing["splits"], "done": done})
     if not world.main:
         return ExtractResult(None, False, timing)
-    for writer in writers.values():
-        writer.close()  # every rank's shards, read back from the disk
+    for split, writer in writers.items():
+        for rank in per_rank:
+            writer.add_finished(rank["done"][split])
+        writer.close()
     store_means(builder, plan, writers[means_split(splits)])
     add_task_data(builder, plan, adapter)
     indices, index_s = build_indices(builder, config) if config.build_indices else ({}, 0.0)
@@ -176,7 +189,7 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         wall_s=round(time.perf_counter() - started, 3),
     )
     if world.distributed:
-        timing["ranks"] = per_rank
+        timing["ranks"] = [{k: v for k, v in rank.items() if k != "done"} for rank in per_rank]
     runtime = {
         "batch_size": config.loop.batch_size,
         "workers": config.loop.decoders(),
@@ -207,13 +220,19 @@ def check_unique_keys(records: dict[str, list[Record]]) -> None:
 
 
 def open_writers(
-    out: Path, spec: CacheSpec, records: dict[str, list[Record]], positions: int, world
-) -> tuple[CacheBuilder, dict[str, SplitWriter]] | None:
-    """The cache builder and a planned writer per split, or None for a finished cache.
+    out: Path,
+    spec: CacheSpec,
+    records: dict[str, list[Record]],
+    positions: int,
+    world,
+    means_of: str,
+) -> tuple[CacheBuilder, dict[str, SplitWriter], dict[str, list[int]]] | None:
+    """The cache builder, a planned writer per split and the shards each split still needs, or
+    None for a finished cache.
 
-    Rank 0 alone starts the cache and removes unfinished shards' files; then every rank finds
-    the same finished shards (no one writes until all have looked), so all deal the missing
-    ones out alike."""
+    Rank 0 alone starts the cache, finds the finished shards (those of the means split only
+    with their sums beside them), removes unfinished shards' files, and tells every rank which
+    shards are missing, so all deal them out alike."""
     builder = CacheBuilder(out, spec) if world.main else None
     if broadcast(world, builder.complete if builder is not None else None):
         return None
@@ -226,13 +245,14 @@ def open_writers(
             ShardPlan(positions, len(split_records)),
             clean=world.main,
             inputs=[str(record.key) for record in split_records],
+            beside=MEANS_SUFFIX if split == means_of else None,
         )
         for split, split_records in records.items()
     }
     if world.main:
         barrier(world)
-    barrier(world)  # everyone has looked: writing may start
-    return builder, writers
+    missing = broadcast(world, {s: w.missing() for s, w in writers.items()} if world.main else None)
+    return builder, writers, missing
 
 
 def store_means(builder: CacheBuilder, plan: Plan, writer: SplitWriter) -> None:

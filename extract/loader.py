@@ -96,7 +96,8 @@ class RecordImages(Dataset):
         try:
             data = self.adapter.read_image_bytes(record)
             image = Image.open(io.BytesIO(data))  # reads the header: size and format
-            if image.format == "JPEG" and image.mode in ("RGB", "L"):
+            # MPO: a camera's JPEG with extra frames (nvJPEG reads the first, as PIL does)
+            if image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
                 source = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             else:
                 source = to_tensor(image.convert("RGB"))

@@ -142,9 +142,12 @@ class ShardFiller:
         self.number = None
 
 
+MEANS_SUFFIX = ".means.npz"
+
+
 def means_path(stem: Path) -> Path:
     """Where a finished shard of the means split keeps its sums (removed once the cache is done)."""
-    return stem.with_name(stem.name + ".means.npz")
+    return stem.with_name(stem.name + MEANS_SUFFIX)
 
 
 def extract_split(

@@ -24,6 +24,7 @@ from extract.store.world import (  # noqa: F401  (the trainer's one place for ra
     broadcast,
     current,
     gather,
+    gather_to_main,
     launched,
     start,
     stop,

@@ -337,8 +337,9 @@ class Trainer:
         if self.config.keep == "last" and not last:
             return
         # model selection sees the training domain only (--train-where), never the shifted one
-        entry["val"] = score(
-            self.task, self.predict(model, self.val_split, collate, self.config.train_where)
+        rows = self.predict(model, self.val_split, collate, self.config.train_where)
+        entry["val"] = distributed.broadcast(
+            self.world, score(self.task, rows) if self.world.main else None
         )
         value = entry["val"]["score"]
         better = state["best"] is None or (value is not None and value > state["best"])
@@ -350,13 +351,14 @@ class Trainer:
 
     def predict(self, model, split: str, collate: Collate, where) -> list[dict]:
         """Predictions over every sample of a split exactly once, in stored order: under DDP
-        each rank predicts its share and every rank gets all the rows."""
+        each rank predicts its share and rank 0 gets all the rows (the others get none)."""
         keys = self.eval_keys(split, where)
         mine = distributed.split_evenly(keys, self.world)
         rows = predict(model, self.loader(split, mine, collate), self.device)
         if not self.world.distributed:
             return rows
-        return [row for part in distributed.gather(self.world, rows) for row in part]
+        parts = distributed.gather_to_main(self.world, rows)
+        return [row for part in parts for row in part] if parts is not None else []
 
     def loader(self, split: str, keys: list[str], collate: Collate):
         return eval_loader(
@@ -502,9 +504,10 @@ class Trainer:
         splits = {}
         for split in self.eval_splits:
             rows = self.predict(model, split, collate, self.config.eval_where)
-            splits[split] = score(self.task, rows)
-            if self.world.main:
+            if self.world.main:  # rank 0 holds the rows
+                splits[split] = score(self.task, rows)
                 write_predictions(self.out, split, self.task, rows)
+        splits = distributed.broadcast(self.world, splits)
         return {
             "config": config_json(self.config),
             "cache": str(self.config.cache),

@@ -52,20 +52,24 @@ def equal_ranges(
 ) -> list[tuple[int, list[int]]]:
     """What one of ``slots`` readers reads so that all read the same number of samples:
     ``(shard, rows)`` pairs covering its contiguous range of the shards taken in ``order``,
-    padded with repeats of its first sample up to ``ceil(total / slots)``."""
-    positions = [(shard, row) for shard in order for row in range(counts[shard])]
-    if not positions:
+    plus its first sample once more when its range is one shorter than ``ceil(total / slots)``
+    (with fewer samples than readers, a reader's range is one sample, shared)."""
+    total = sum(counts[shard] for shard in order)
+    if total == 0:
         return []
-    base, extra = divmod(len(positions), slots)
-    start = slot * base + min(slot, extra)
-    mine = positions[start : start + base + (slot < extra)] or [positions[slot % len(positions)]]
-    mine += [mine[0]] * (math.ceil(len(positions) / slots) - len(mine))
-    plan: list[tuple[int, list[int]]] = []
-    for shard, row in mine:
-        if plan and plan[-1][0] == shard and plan[-1][1][-1] < row:
-            plan[-1][1].append(row)
-        else:
-            plan.append((shard, [row]))
+    base, extra = divmod(total, slots)
+    first = slot * base + min(slot, extra)
+    stop = first + base + (slot < extra)
+    if stop == first:
+        first, stop = slot % total, slot % total + 1
+    plan, offset = [], 0
+    for shard in order:
+        low, high = max(first, offset), min(stop, offset + counts[shard])
+        if low < high:
+            plan.append((shard, list(range(low - offset, high - offset))))
+        offset += counts[shard]
+    if stop - first < math.ceil(total / slots):
+        plan.append((plan[0][0], plan[0][1][:1]))
     return plan
 
 

@@ -75,6 +75,15 @@ def gather(world: World, value: object) -> list[object]:
     return values
 
 
+def gather_to_main(world: World, value: object) -> list[object] | None:
+    """Every rank's ``value``, in rank order, on rank 0 only (None elsewhere)."""
+    if not world.distributed:
+        return [value]
+    values: list[object] | None = [None] * world.size if world.main else None
+    dist.gather_object(value, values, dst=0)
+    return values
+
+
 def broadcast(world: World, value: object) -> object:
     """Rank 0's ``value`` on every rank."""
     if not world.distributed:

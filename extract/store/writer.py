@@ -96,9 +96,11 @@ class SplitWriter:
         plan: ShardPlan | None = None,
         clean: bool = True,
         inputs: list[str] | None = None,
+        beside: str | None = None,
     ):
         """``inputs``: with a plan, the keys of the split's inputs by position; a shard on disk
-        counts as finished only if it holds (written or skipped) exactly its range's keys."""
+        counts as finished only if it was written to this plan and holds (written or skipped)
+        exactly its range's keys, and, with ``beside`` (a suffix), has that file next to it."""
         if not SPLIT_NAME.match(split):
             raise ValueError(
                 f"split name {split!r} is not allowed: use letters, digits, '_' and '-' "
@@ -106,6 +108,7 @@ class SplitWriter:
             )
         self.cache_dir, self.split, self.spec = cache_dir, split, spec
         self.allow_nonfinite, self.plan, self.inputs = allow_nonfinite, plan, inputs
+        self.beside = beside
         (cache_dir / split).mkdir(parents=True, exist_ok=True)
         self.done: list[ShardRecord] = []
         self.keys: set[str] = set()
@@ -163,19 +166,33 @@ class SplitWriter:
                 len(self.finished),
                 self.plan.count,
             )
-        if clean:
+        if clean:  # only shard files: anything else a user put there stays
             for stale in (self.cache_dir / self.split).iterdir():
-                if stale.name.endswith(".tmp") or _shard_number(stale.name) not in self.finished:
+                number = _shard_number(stale.name)
+                if stale.is_file() and (
+                    stale.name.endswith(".tmp") or (number >= 0 and number not in self.finished)
+                ):
                     stale.unlink()
 
     def _covers(self, number: int, index: dict) -> bool:
         """Whether a shard on disk holds its planned range's inputs (a shard written with other
         limits, or by a run that closed shards otherwise, does not and is written again)."""
+        if index.get("plan") != [self.plan.size, self.plan.total]:
+            return False  # written by another plan, or before shards were planned
+        if self.beside is not None:
+            stem = self.cache_dir / shard_stem(self.split, number)
+            if not stem.with_name(stem.name + self.beside).is_file():
+                return False
         if self.inputs is None:
             return True
         start, stop = self.plan.bounds(number)
         held = index["keys"] + [skipped["key"] for skipped in index["skipped"]]
         return index["stop"] == stop and sorted(held) == sorted(self.inputs[start:stop])
+
+    def add_finished(self, records: dict[int, ShardRecord]) -> None:
+        """Shards other processes finished (so closing need not find them on a shared disk
+        whose directory listings may lag behind other machines)."""
+        self.finished.update(records)
 
     def stems(self) -> list[Path]:
         """Every planned shard's path without its suffix (files beside a shard share it)."""
@@ -304,6 +321,8 @@ class SplitWriter:
         self._index["file"] = file_record(self.cache_dir, self._shard.path).__dict__
         self._index["stop"] = self.position
         self._index["skipped"], self._skipped = self._skipped, []
+        if self.plan is not None:
+            self._index["plan"] = [self.plan.size, self.plan.total]
         if self.spec.format == "hdf5":
             del self._index["offsets"]  # rows are positions; nothing to look up
         idx = index_path(self.cache_dir, self.split, number)
@@ -329,13 +348,19 @@ class SplitWriter:
     def _close_planned(self) -> SplitRecord:
         if self._shard is not None:
             raise RuntimeError(f"shard {self._number} of {self.split!r} is still open")
-        self._find_planned_shards(clean=False)
+        if self.missing():
+            known = dict(self.finished)
+            self._find_planned_shards(clean=False)
+            self.finished.update(known)
         if self.missing():
             raise RuntimeError(
                 f"split {self.split!r}: shards {self.missing()[:5]} were never finished; run the "
                 "same extraction command again to write them"
             )
         self.done = [self.finished[n] for n in range(self.plan.count)]
+        if self.inputs is not None:  # the caller checked its inputs' keys are unique
+            self.closed = True
+            return SplitRecord(shards=list(self.done))
         seen: set[str] = set()
         for number in range(self.plan.count):
             keys = read_json(index_path(self.cache_dir, self.split, number))["keys"]
@@ -419,11 +444,12 @@ class CacheBuilder:
         plan: ShardPlan | None = None,
         clean: bool = True,
         inputs: list[str] | None = None,
+        beside: str | None = None,
     ) -> SplitWriter:
         if name in self.splits:
             raise ValueError(f"split {name!r} was already written in this run")
         writer = SplitWriter(
-            self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean, inputs
+            self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean, inputs, beside
         )
         self.splits[name] = writer
         return writer

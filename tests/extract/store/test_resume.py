@@ -153,3 +153,23 @@ def test_planned_shards_in_any_order_give_the_bytes_of_the_plain_order(tmp_path)
     assert [s["__key__"] for s in CacheReader(tmp_path / "shuffled").split("train")] == [
         key for p, key in enumerate(inputs) if p not in CORRUPT
     ]
+
+
+def test_shards_written_without_a_plan_or_without_their_sums_are_written_again(tmp_path):
+    from extract.store import ShardPlan
+
+    spec, inputs = make_spec(max_count=3), [f"in-{p}" for p in range(NUM_INPUTS)]
+    write_inputs(CacheBuilder(tmp_path / "old", spec), stop=7)  # sequential: 2 shards finished
+    plan = ShardPlan(3, NUM_INPUTS)
+    again = CacheBuilder(tmp_path / "old", spec).split("train", plan, inputs=inputs)
+    assert again.missing() == [0, 1, 2, 3]  # the same keys, but not written to a plan
+
+    write_planned(CacheBuilder(tmp_path / "new", spec), 3, [0, 1], inputs)
+    (tmp_path / "new" / "train" / "train-000000.means.npz").write_bytes(b"sums")
+    reopened = CacheBuilder(tmp_path / "new", spec).split(
+        "train", plan, inputs=inputs, beside=".means.npz"
+    )
+    assert reopened.missing() == [1, 2, 3]  # shard 1 lacks its sums
+    (tmp_path / "new" / "train" / "notes.txt").write_text("mine")
+    CacheBuilder(tmp_path / "new", spec).split("train", plan, inputs=inputs, beside=".means.npz")
+    assert (tmp_path / "new" / "train" / "notes.txt").is_file()  # not a shard file: kept
