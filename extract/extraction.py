@@ -3,6 +3,7 @@ indices -> manifest. The CLI (:mod:`extract.run`) only parses options and shows 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from extract.store import (
     SplitWriter,
 )
 from extract.store.atomic import sha256_file
+from extract.store.lock import WriterLock
 from extract.store.world import barrier, broadcast, current, gather
 
 log = logging.getLogger(__name__)
@@ -143,11 +145,43 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
     positions = shard_positions(config, plan, records)
     spec = cache_spec(config, adapter, plan, splits)
-    opened = open_writers(config.out, spec, records, positions, world, means_split(splits))
-    if opened is None:
-        manifest = CacheReader(config.out).manifest
-        return ExtractResult(manifest, True, manifest.timing)
-    builder, writers, missing = opened
+    with contextlib.ExitStack() as held:
+        opened = open_writers(
+            config.out, spec, records, positions, world, means_split(splits), held
+        )
+        if opened is None:
+            manifest = CacheReader(config.out).manifest
+            return ExtractResult(manifest, True, manifest.timing)
+        run = Run(config, progress, started, world, adapter, plan, records, splits, positions)
+        return write_cache(run, *opened)
+
+
+@dataclass
+class Run:
+    """What one extraction has settled before it writes."""
+
+    config: ExtractConfig
+    progress: ProgressFactory | None
+    started: float
+    world: Any
+    adapter: Any
+    plan: Plan
+    records: dict[str, list[Record]]
+    splits: list[str]
+    positions: int
+
+
+def write_cache(
+    run: Run,
+    builder: CacheBuilder,
+    writers: dict[str, SplitWriter],
+    missing: dict[str, list[int]],
+) -> ExtractResult:
+    """Each rank's shards, then (rank 0) the means, shared data, indices and manifest."""
+    config, progress, started, world = run.config, run.progress, run.started, run.world
+    adapter, plan, records, splits, positions = (
+        run.adapter, run.plan, run.records, run.splits, run.positions
+    )  # fmt: skip
     for encoder in plan.encoders:
         encoder.to(config.loop.device)
     timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
@@ -226,16 +260,20 @@ def open_writers(
     positions: int,
     world,
     means_of: str,
+    held: contextlib.ExitStack,
 ) -> tuple[CacheBuilder, dict[str, SplitWriter], dict[str, list[int]]] | None:
     """The cache builder, a planned writer per split and the shards each split still needs, or
     None for a finished cache.
 
-    Rank 0 alone starts the cache, finds the finished shards (those of the means split only
+    Rank 0 alone starts the cache, takes the writer lock (into ``held``: another job writing
+    the same directory is refused), finds the finished shards (those of the means split only
     with their sums beside them), removes unfinished shards' files, and tells every rank which
     shards are missing, so all deal them out alike."""
     builder = CacheBuilder(out, spec) if world.main else None
     if broadcast(world, builder.complete if builder is not None else None):
         return None
+    if world.main:
+        held.enter_context(WriterLock(out))
     if builder is None:
         barrier(world)  # rank 0 has cleaned up
         builder = CacheBuilder(out, spec, owner=False)

@@ -331,3 +331,24 @@ def test_synthetic_data_extracts_and_verifies(tmp_path, task):
         "test",
         "test_shifted",
     }
+
+
+def test_a_second_writer_is_refused_and_a_dead_ones_lock_does_not_block(tmp_path):
+    import os
+    import socket
+
+    from extract.store.lock import CacheBusy, WriterLock
+
+    root = write_snli_ve(tmp_path / "data", {"train": 3})
+    out = tmp_path / "cache"
+    with WriterLock(out):  # another writer holds the directory
+        with pytest.raises(CacheBusy) as refused:
+            run_extraction(small_config(root, out))
+    message = str(refused.value)
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in message and "since" in message
+    assert not (out / "train").exists()  # refused before any shard was touched
+    # a writer killed while holding it leaves its name in the file, but not the lock itself
+    (out / "writer.lock").write_text('{"pid": 99999, "host": "gone", "started": "then"}')
+    result = run_extraction(small_config(root, out))
+    assert not result.cache_hit and (out / "writer.lock").read_text() == ""
+    assert run_extraction(small_config(root, out)).cache_hit
