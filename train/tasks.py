@@ -75,6 +75,11 @@ def resolve_task(requested: str | None, task_meta: dict, cache_dir) -> TaskSpec:
         labels = list(task_meta.get("labels", ["entailment", "neutral", "contradiction"]))
         return TaskSpec(name, "classification", [Group("hyp", 0, 1, "label")], len(labels), labels)
     vocab = list(task_meta["answer_vocab"])
+    if len(vocab) < 2:
+        raise ValueError(
+            f"{cache_dir}: the VQA answer vocabulary holds {len(vocab)} answer(s), nothing to "
+            "learn; extract the cache again with a lower --dataset-option min_answer_count=N"
+        )
     return TaskSpec(
         name, "soft_score", [Group("q", 0, 1, "targets")], len(vocab), vocab, "answer_type"
     )

@@ -171,6 +171,14 @@ class VqaAdapter(FileImages):
             (-count, answer) for answer, count in counts.items() if count >= self.min_answer_count
         ]
         vocab = [answer for _, answer in sorted(kept)]
+        if len(vocab) < 2:  # nothing to classify: refuse now, not in the trainer's first epoch
+            most = max(counts.values(), default=0)
+            raise ValueError(
+                f"vqa: {len(vocab)} answer(s) are given for at least {self.min_answer_count} "
+                f"questions in {' + '.join(sources)} ({len(counts)} distinct answers, the most "
+                f"frequent for {most}); lower the threshold with --dataset-option "
+                "min_answer_count=N"
+            )
         log.info(
             "vqa: %d answers given for >= %d questions in %s",
             len(vocab),

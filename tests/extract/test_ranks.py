@@ -24,6 +24,7 @@ def extraction(data: Path, out: Path) -> list[str]:
         "--dataset", "vqa", "--root", str(data / "vqa"), "--out", str(out),
         "--student-input", "pixels:16@64", "--max-text-length", "16", "--batch-size", "4",
         "--shard-samples", "6", "--workers", "0", "--device", "cpu",
+        "--dataset-option", "min_answer_count=1",
     ]  # fmt: skip
 
 

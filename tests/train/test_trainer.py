@@ -251,3 +251,8 @@ def test_checkpoints_every_few_epochs_resume_from_the_last_save(tmp_path):
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     epochs = [json.loads(line)["epoch"] for line in lines if json.loads(line)["kind"] == "epoch"]
     assert epochs == [1, 2, 3, 4]
+
+
+def test_a_cache_without_answers_to_learn_is_refused():
+    with pytest.raises(ValueError, match="answer vocabulary holds 0 answer"):
+        resolve_task(None, {"name": "vqa", "kind": "soft_score", "answer_vocab": []}, "c")

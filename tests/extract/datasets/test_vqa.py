@@ -73,7 +73,11 @@ def root(tmp_path):
 def test_vocab_counts_normalized_answers_sorted_by_count_then_alphabet(root):
     assert VqaAdapter(root, min_answer_count=2).answer_vocab() == ["2", "t shirt"]
     assert VqaAdapter(root, min_answer_count=1).answer_vocab() == ["2", "t shirt", "yes"]
-    assert VqaAdapter(root).answer_vocab() == []  # default 9
+    with pytest.raises(ValueError) as degenerate:  # default 9: no answer is that frequent
+        VqaAdapter(root).answer_vocab()
+    assert str(degenerate.value).startswith("vqa: 0 answer(s) are given for at least 9 questions")
+    assert "the most frequent for 2" in str(degenerate.value)
+    assert "--dataset-option min_answer_count=N" in str(degenerate.value)
     assert VqaAdapter(root, min_answer_count=2).task() == {
         "name": "vqa",
         "kind": "soft_score",
