@@ -38,7 +38,7 @@ from extract.store import (
 )
 from extract.store.atomic import sha256_file
 from extract.store.lock import WriterLock
-from extract.store.world import barrier, broadcast, current, gather
+from extract.store.world import barrier, broadcast, current, gather_to_main
 
 log = logging.getLogger(__name__)
 
@@ -145,101 +145,71 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
     positions = shard_positions(config, plan, records)
     spec = cache_spec(config, adapter, plan, splits)
-    with contextlib.ExitStack() as held:
+    with contextlib.ExitStack() as held:  # rank 0's writer lock, until the cache is done
         opened = open_writers(
             config.out, spec, records, positions, world, means_split(splits), held
         )
         if opened is None:
             manifest = CacheReader(config.out).manifest
             return ExtractResult(manifest, True, manifest.timing)
-        run = Run(config, progress, started, world, adapter, plan, records, splits, positions)
-        return write_cache(run, *opened)
-
-
-@dataclass
-class Run:
-    """What one extraction has settled before it writes."""
-
-    config: ExtractConfig
-    progress: ProgressFactory | None
-    started: float
-    world: Any
-    adapter: Any
-    plan: Plan
-    records: dict[str, list[Record]]
-    splits: list[str]
-    positions: int
-
-
-def write_cache(
-    run: Run,
-    builder: CacheBuilder,
-    writers: dict[str, SplitWriter],
-    missing: dict[str, list[int]],
-) -> ExtractResult:
-    """Each rank's shards, then (rank 0) the means, shared data, indices and manifest."""
-    config, progress, started, world = run.config, run.progress, run.started, run.world
-    adapter, plan, records, splits, positions = (
-        run.adapter, run.plan, run.records, run.splits, run.positions
-    )  # fmt: skip
-    for encoder in plan.encoders:
-        encoder.to(config.loop.device)
-    timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
-    total = Timing()
-    bytes_per_sample = sum(field.bytes_per_sample for field in plan.fields.values())
-    for split in splits:
-        writer = writers[split]
-        mine = missing[split][world.rank :: world.size]
-        count = sum(len(range(*writer.plan.bounds(n))) for n in mine)
-        bar = None
-        if progress is not None and world.main:
-            bar = progress(count, 0, split, bytes_per_sample)
-        on_progress = None if bar is None else bar.update
-        split_timing = extract_split(
-            plan, adapter, records[split], writer, config.loop, mine,
-            split == means_split(splits), on_progress,
-        )  # fmt: skip
-        if bar is not None:
-            bar.close()
-        timing["splits"][split] = split_timing.as_dict()
-        total.add(split_timing)
-    done = {
-        split: {n: writer.finished[n] for n in missing[split][world.rank :: world.size]}
-        for split, writer in writers.items()
-    }
-    per_rank = gather(world, {"total": total.as_dict(), "splits": timing["splits"], "done": done})
-    if not world.main:
-        return ExtractResult(None, False, timing)
-    for split, writer in writers.items():
-        for rank in per_rank:
-            writer.add_finished(rank["done"][split])
-        writer.close()
-    store_means(builder, plan, writers[means_split(splits)])
-    add_task_data(builder, plan, adapter)
-    indices, index_s = build_indices(builder, config) if config.build_indices else ({}, 0.0)
-    timing.update(
-        total=total.as_dict(),
-        index_s=round(index_s, 3),
-        wall_s=round(time.perf_counter() - started, 3),
-    )
-    if world.distributed:
-        timing["ranks"] = [{k: v for k, v in rank.items() if k != "done"} for rank in per_rank]
-    runtime = {
-        "batch_size": config.loop.batch_size,
-        "workers": config.loop.decoders(),
-        "overlapped": config.loop.overlapped,
-        "device": str(config.loop.device),
-        "decode": "gpu" if config.loop.device_decode else "cpu",
-        "world_size": world.size,
-        "shard_positions": positions,
-        "on_error": config.loop.on_error,
-        "torch": torch.__version__,
-        "adapter_skipped": getattr(adapter, "skipped", []),
-    }
-    manifest = builder.finish(indices=indices, runtime=runtime, timing=timing)
-    for stem in writers[means_split(splits)].stems():
-        means_path(stem).unlink(missing_ok=True)
-    return ExtractResult(manifest, False, timing)
+        builder, writers, missing = opened
+        for encoder in plan.encoders:
+            encoder.to(config.loop.device)
+        timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
+        total = Timing()
+        bytes_per_sample = sum(field.bytes_per_sample for field in plan.fields.values())
+        done = {}  # split -> the records of the shards this rank wrote
+        for split in splits:
+            writer = writers[split]
+            mine = missing[split][world.rank :: world.size]
+            bar = None
+            if progress is not None and world.main:
+                count = sum(len(range(*writer.plan.bounds(n))) for n in mine)
+                bar = progress(count, 0, split, bytes_per_sample)
+            on_progress = None if bar is None else bar.update
+            split_timing = extract_split(
+                plan, adapter, records[split], writer, config.loop, mine,
+                split == means_split(splits), on_progress,
+            )  # fmt: skip
+            if bar is not None:
+                bar.close()
+            timing["splits"][split] = split_timing.as_dict()
+            total.add(split_timing)
+            done[split] = {n: writer.finished[n] for n in mine}
+        ranks = gather_to_main(world, {"total": total.as_dict(), "splits": timing["splits"]})
+        ranks_done = gather_to_main(world, done)
+        if not world.main:
+            return ExtractResult(None, False, timing)
+        for split, writer in writers.items():
+            for rank_done in ranks_done:
+                writer.add_finished(rank_done[split])
+            writer.close()
+        store_means(builder, plan, writers[means_split(splits)])
+        add_task_data(builder, plan, adapter)
+        indices, index_s = build_indices(builder, config) if config.build_indices else ({}, 0.0)
+        timing.update(
+            total=total.as_dict(),
+            index_s=round(index_s, 3),
+            wall_s=round(time.perf_counter() - started, 3),
+        )
+        if world.distributed:
+            timing["ranks"] = ranks
+        runtime = {
+            "batch_size": config.loop.batch_size,
+            "workers": config.loop.decoders(),
+            "overlapped": config.loop.overlapped,
+            "device": str(config.loop.device),
+            "decode": "gpu" if config.loop.device_decode else "cpu",
+            "world_size": world.size,
+            "shard_positions": positions,
+            "on_error": config.loop.on_error,
+            "torch": torch.__version__,
+            "adapter_skipped": getattr(adapter, "skipped", []),
+        }
+        manifest = builder.finish(indices=indices, runtime=runtime, timing=timing)
+        for stem in writers[means_split(splits)].stems():
+            means_path(stem).unlink(missing_ok=True)
+        return ExtractResult(manifest, False, timing)
 
 
 def check_unique_keys(records: dict[str, list[Record]]) -> None:

@@ -179,8 +179,7 @@ def resize_tensor(image: torch.Tensor, size: int, interpolation: str) -> torch.T
 
 def resize(image: Image.Image, size: int, interpolation: str) -> torch.Tensor:
     """Squash to ``size`` x ``size`` (no crop: teacher cells and student patches stay aligned)."""
-    resized = image.resize((size, size), INTERPOLATION[interpolation])
-    return torch.from_numpy(np.array(resized)).permute(2, 0, 1).contiguous()
+    return to_tensor(image.resize((size, size), INTERPOLATION[interpolation]))
 
 
 def collate(items: list[Item]) -> list[Item]:

@@ -23,9 +23,9 @@ from extract.store.world import (  # noqa: F401  (the trainer's one place for ra
     barrier,
     broadcast,
     current,
-    gather,
     gather_to_main,
     launched,
+    share,
     start,
     stop,
 )
@@ -64,13 +64,9 @@ def rank_part(items: Sequence, world: World) -> list:
         return items
     if len(items) < world.size:
         items = [items[i % len(items)] for i in range(world.size)]
-    base, extra = divmod(len(items), world.size)
-    first = world.rank * base + min(world.rank, extra)
-    return items[first : first + base + (world.rank < extra)]
+    return split_evenly(items, world)
 
 
 def split_evenly(keys: Sequence, world: World) -> list:
     """This rank's contiguous share of a list (evaluation: every sample exactly once)."""
-    base, extra = divmod(len(keys), world.size)
-    first = world.rank * base + min(world.rank, extra)
-    return list(keys[first : first + base + (world.rank < extra)])
+    return list(keys[slice(*share(len(keys), world.rank, world.size))])

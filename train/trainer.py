@@ -432,9 +432,10 @@ class Trainer:
             "python": random.getstate(),
         }
         if self.world.distributed:  # every rank's random state, so dropout resumes exactly
-            rng = {"ranks": distributed.gather(self.world, rng)}
-        if not self.world.main:
-            return
+            ranks = distributed.gather_to_main(self.world, rng)
+            if not self.world.main:
+                return
+            rng = {"ranks": ranks}
         save_atomic(
             {
                 "model": model.state_dict(),

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .reader import CacheReader, Sample
+from .world import share
 
 
 def rank_and_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -57,9 +58,7 @@ def equal_ranges(
     total = sum(counts[shard] for shard in order)
     if total == 0:
         return []
-    base, extra = divmod(total, slots)
-    first = slot * base + min(slot, extra)
-    stop = first + base + (slot < extra)
+    first, stop = share(total, slot, slots)
     if stop == first:
         first, stop = slot % total, slot % total + 1
     plan, offset = [], 0

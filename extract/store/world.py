@@ -31,6 +31,14 @@ class World:
         return self.rank == 0
 
 
+def share(length: int, part: int, parts: int) -> tuple[int, int]:
+    """``[first, stop)`` of part ``part`` when ``length`` items are cut into ``parts``
+    contiguous parts whose lengths differ by at most one (the longer ones first)."""
+    base, extra = divmod(length, parts)
+    first = part * base + min(part, extra)
+    return first, first + base + (part < extra)
+
+
 def launched() -> bool:
     """Started by torchrun (or srun with the same variables) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -64,15 +72,6 @@ def stop() -> None:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
-
-
-def gather(world: World, value: object) -> list[object]:
-    """Every rank's ``value``, in rank order, on every rank."""
-    if not world.distributed:
-        return [value]
-    values: list[object] = [None] * world.size
-    dist.all_gather_object(values, value)
-    return values
 
 
 def gather_to_main(world: World, value: object) -> list[object] | None:
