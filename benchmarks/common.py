@@ -45,6 +45,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "extract_scaling": ("<=", 4.4),
     "extract_ranks_max_abs_diff": ("<=", 0.0),
     "ddp_equivalence_max_abs_diff": ("<=", 1e-4),
+    "image_dedup_bytes_ratio": ("<=", 0.12),  # 1.2 / the bench data's 10 hypotheses per image
+    "ragged_text_bytes_ratio": ("<=", 0.4),
 }
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline teachers never need the hub
@@ -204,6 +206,30 @@ class Extraction:
         keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
         dataset = RecordImages(adapter, records, 0, keys)
         return plan, [dataset[i] for i in range(len(dataset))]
+
+
+def shards(cache: Path) -> list:
+    """Every shard record of the cache, over every split."""
+    from extract.store import load_manifest
+
+    return [shard for split in load_manifest(cache).splits.values() for shard in split.shards]
+
+
+def member_bytes(cache: Path) -> dict[str, float]:
+    """Bytes per sample of each member kind (``img_grid.npy``, ``json``, ...) of a tar cache,
+    tar header and padding included, over every sample of every split."""
+    import tarfile
+
+    totals: dict[str, int] = {}
+    samples = 0
+    for shard in shards(cache):
+        samples += shard.count
+        with tarfile.open(cache / shard.file.name) as tar:
+            for member in tar:
+                padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                kind = member.name.split(".", 1)[1]
+                totals[kind] = totals.get(kind, 0) + member.offset_data - member.offset + padded
+    return {kind: total / samples for kind, total in sorted(totals.items())}
 
 
 def per_second(count: int, seconds: float) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tarfile
 from datetime import date
 from pathlib import Path
 
@@ -30,9 +29,8 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import WORK, Extraction, pick_device, record
+from benchmarks.common import WORK, Extraction, member_bytes, pick_device, record, shards
 from extract.store import load_manifest
-from extract.store.manifest import ShardRecord
 
 COMMAND = "python -m benchmarks.int8"
 SAMPLES_FOR_COSINE = 256
@@ -45,31 +43,11 @@ def extract(storage: str, device: torch.device) -> Path:
     return WORK / setup.name
 
 
-def shards(cache: Path) -> list[ShardRecord]:
-    """Every shard of the cache, over every split."""
-    return [shard for split in load_manifest(cache).splits.values() for shard in split.shards]
-
-
 def bytes_per_sample(cache: Path) -> float:
     """Shard bytes (tar files and their offset indices) per sample, over every split."""
     records = shards(cache)
     stored = sum(shard.file.bytes + shard.index.bytes for shard in records)
     return stored / sum(shard.count for shard in records)
-
-
-def member_bytes(cache: Path) -> dict[str, float]:
-    """Bytes per sample of each member kind (``img_grid.npy``, ``json``, ...), tar header and
-    padding included, over every sample of every split."""
-    totals: dict[str, int] = {}
-    samples = 0
-    for shard in shards(cache):
-        samples += shard.count
-        with tarfile.open(cache / shard.file.name) as tar:
-            for member in tar:
-                padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-                kind = member.name.split(".", 1)[1]
-                totals[kind] = totals.get(kind, 0) + member.offset_data - member.offset + padded
-    return {kind: total / samples for kind, total in sorted(totals.items())}
 
 
 def quantised_fields(cache: Path) -> set[str]:

@@ -23,6 +23,7 @@ from extract.pipeline import (
     LoopOptions,
     Timing,
     extract_split,
+    image_identity,
     means_path,
     sample_meta,
 )
@@ -139,7 +140,9 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     world = current()
     adapter = open_dataset(config.dataset, config.root, **config.dataset_options)
     splits = config.splits or adapter.splits()
-    records = {split: list(adapter.records(split))[: config.limit] for split in splits}
+    records = {
+        split: grouped_by_image(list(adapter.records(split))[: config.limit]) for split in splits
+    }
     check_unique_keys(records)
     has_boxes = any(record.boxes for split in splits for record in records[split][:100])
     plan = make_plan(config.plan, adapter.num_texts, has_boxes)
@@ -210,6 +213,16 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         for stem in writers[means_split(splits)].stems():
             means_path(stem).unlink(missing_ok=True)
         return ExtractResult(manifest, False, timing)
+
+
+def grouped_by_image(records: list[Record]) -> list[Record]:
+    """The records with each image's samples together, at its first sample's place (a stable
+    grouping: the order the datasets already give when they list an image's questions
+    together), so that a shard stores each image's fields once (:func:`image_identity`)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(image_identity(record), []).append(record)
+    return [record for group in groups.values() for record in group]
 
 
 def check_unique_keys(records: dict[str, list[Record]]) -> None:

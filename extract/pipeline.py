@@ -8,6 +8,7 @@ by default the loop then runs its stages one after another in the main process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -117,7 +118,11 @@ class ShardFiller:
                 self.writer.skip(item.record.key, item.error, item.position)
             else:
                 stored = self.writer.write(
-                    item.record.key, next(produced), sample_meta(item, self.plan), item.position
+                    item.record.key,
+                    next(produced),
+                    sample_meta(item, self.plan),
+                    item.position,
+                    image_identity(item.record),
                 )
                 if self.means is not None:
                     self.means.add(decoded(self.plan, stored))
@@ -222,6 +227,13 @@ def aligned_batches(start: int, stop: int, size: int) -> list[list[int]]:
     return [list(range(a, min(a + size, stop))) for a in range(start, stop, size)]
 
 
+def image_identity(record: Record) -> str:
+    """What the per-image fields depend on: the image file and the boxes pooled over it."""
+    if not record.boxes:
+        return record.image
+    return f"{record.image} {json.dumps(record.boxes)}"
+
+
 def sample_meta(item: Item, plan: Plan) -> dict:
     meta = {**item.record.meta, "image": item.record.image, "texts": item.record.texts}
     boxes = item.record.boxes or []
@@ -231,9 +243,14 @@ def sample_meta(item: Item, plan: Plan) -> dict:
 
 
 def decoded(plan: Plan, stored: dict) -> dict[str, np.ndarray]:
-    """The values as a reader will see them, for exact means: int8 dequantised, the others as
-    stored (the means sum them in float64, where float16 and float32 values are exact)."""
-    return {
-        name: decode(spec, *stored[name], as_float32=True) if spec.has_scale else stored[name][0]
-        for name, spec in plan.fields.items()
-    }
+    """The values as a reader will see them, for exact means: int8 dequantised, ragged fields
+    padded, the others as stored (the means sum them in float64, where float16 and float32
+    values are exact)."""
+    out = {}
+    for name, spec in plan.fields.items():
+        values, scale = stored[name]
+        if spec.has_scale or spec.lengths:
+            lengths = stored[spec.lengths][0] if spec.lengths else None
+            values = decode(spec, values, scale, spec.has_scale, lengths)
+        out[name] = values
+    return out

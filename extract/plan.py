@@ -153,7 +153,27 @@ def plan_fields(
             fields.append(
                 FieldSpec("student_regions", (regions, width), store, student.fingerprint)
             )
-    return {spec.name: spec for spec in fields}
+    return {spec.name: stored_alike(spec) for spec in fields}
+
+
+# Fields that depend only on the image (and its boxes): stored once per run of samples of one
+# image. Fields of the texts' tokens: stored without padding, measured by token_len.
+PER_IMAGE = (
+    "img_emb", "img_grid", "pixels", "student_grid",
+    "regions", "region_boxes", "region_count", "student_regions",
+)  # fmt: skip
+RAGGED = ("txt_tok", "token_ids", "token_spans")
+
+
+def stored_alike(spec: FieldSpec) -> FieldSpec:
+    return FieldSpec(
+        spec.name,
+        spec.shape,
+        spec.storage,
+        spec.producer,
+        per_image=spec.name in PER_IMAGE,
+        lengths="token_len" if spec.name in RAGGED else "",
+    )
 
 
 def d_img_grid(image: ImageEncoder) -> int:

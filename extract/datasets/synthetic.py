@@ -74,6 +74,7 @@ class GeneratorConfig:
     max_objects: int = 3
     vqa_per_image: int = 2
     vcr_per_image: int = 1
+    snli_per_image: int = 3  # SNLI-VE proper has ~16.5 hypotheses per image
     synonym_rate: float = 0.5  # share of test_shifted texts that use synonyms
     held_out: tuple[Pair, ...] = DEFAULT_HELD_OUT
     jpeg_quality: int = 90
@@ -86,8 +87,10 @@ class GeneratorConfig:
             raise ValueError(f"image_size {self.image_size} is too small; use 32 or more")
         if not 1 <= self.max_objects <= 3:
             raise ValueError(f"max_objects must be 1..3, got {self.max_objects}")
-        if not 1 <= self.vqa_per_image <= 10 or self.vcr_per_image < 1:
-            raise ValueError("vqa_per_image must be 1..10 and vcr_per_image >= 1")
+        if not 1 <= self.vqa_per_image <= 10 or min(self.vcr_per_image, self.snli_per_image) < 1:
+            raise ValueError(
+                "vqa_per_image must be 1..10, and vcr_per_image and snli_per_image >= 1"
+            )
         if not 0.0 <= self.synonym_rate <= 1.0:
             raise ValueError(f"synonym_rate must be in [0, 1], got {self.synonym_rate}")
         unknown = [p for p in self.held_out if p[0] not in COLOURS or p[1] not in SHAPES]
@@ -217,7 +220,7 @@ def build_entry(
         item = with_fallback(lambda k: vqa_question(scene, k, words), kind, VQA_KINDS)
         item["answers"] = annotator_answers(item["answer"], item.pop("wrong"), words.rng)
         entry.vqa.append(item)
-    entry.snli = snli_items(scene, say(2))
+    entry.snli = snli_items(scene, say(2), config.snli_per_image)
     words = say(3)
     entry.vcr = [
         with_fallback(lambda k: vcr_item(scene, k, words), kind, VCR_KINDS) for kind in vcr_kinds

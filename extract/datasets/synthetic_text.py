@@ -306,11 +306,13 @@ def hypothesis(scene: Scene, label: str, kind: str, say: Say) -> str:
     return sentence(template.format(pair=say.pair(pair), **unknowable))
 
 
-def snli_items(scene: Scene, say: Say) -> list[dict[str, Any]]:
-    """One hypothesis per label (shuffled), so labels are exactly balanced per image."""
+def snli_items(scene: Scene, say: Say, count: int = 3) -> list[dict[str, Any]]:
+    """One hypothesis per label (shuffled) in each round of three, so labels are balanced per
+    image; ``count`` hypotheses in all (the last round cut short)."""
     labels = ["entailment", "neutral", "contradiction"]
     items = []
-    for index in say.rng.permutation(len(labels)).tolist():
+    rounds = [say.rng.permutation(len(labels)).tolist() for _ in range(-(-count // 3))]
+    for index in [index for order in rounds for index in order][:count]:
         label = labels[index]
         say.begin()
         kind = say.choice(SNLI_TYPES[label])

@@ -6,6 +6,14 @@ Storage kinds:
   ``q = round(x / s)``, ``s = max|x| / 127``. Each element is off by at most ``s / 2``.
 - ``uint8``: integer data such as pixels, stored as is (values must lie in 0..255).
 - ``int32``: integer data such as token ids or labels, stored as is.
+
+Two layouts change what a sample stores, not what a reader gets back:
+- **per image** (``per_image``): the field depends only on the sample's image (teacher grid,
+  student pixels, regions). Consecutive samples of one image in a shard share one stored copy.
+- **ragged** (``lengths`` names a ``[C]`` integer field): a ``[C, L, ...]`` field keeps only the
+  first ``lengths[c]`` rows of each candidate ``c``, concatenated to ``[sum(lengths), ...]``;
+  decoding pads it back to ``[C, L, ...]`` with zeros (texts are short: padding to the longest
+  allowed text was most of a VCR sample).
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class FieldSpec:
     shape: tuple[int, ...]
     storage: str = "fp16"
     producer: str = ""
+    per_image: bool = False
+    lengths: str = ""
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name) or self.name in RESERVED_NAMES:
@@ -61,6 +71,14 @@ class FieldSpec:
             raise ValueError(
                 f"field {self.name!r}: int8 storage needs at least one axis (the vector)"
             )
+        if self.lengths and len(self.shape) < 2:
+            raise ValueError(
+                f"field {self.name!r}: a ragged field needs a [C, L, ...] shape, got {self.shape}"
+            )
+        if self.lengths and self.storage == "int8" and len(self.shape) < 3:
+            raise ValueError(
+                f"field {self.name!r}: a ragged int8 field needs [C, L, D] (one scale per row)"
+            )
 
     @property
     def dtype(self) -> np.dtype:
@@ -74,9 +92,16 @@ class FieldSpec:
     def scale_shape(self) -> tuple[int, ...]:
         return self.shape[:-1]
 
+    def stored_shape(self, lengths: np.ndarray | None = None) -> tuple[int, ...]:
+        """The shape on disk: the declared one, or ``[sum(lengths), ...]`` when ragged."""
+        if not self.lengths:
+            return self.shape
+        return (int(np.asarray(lengths).sum()), *self.shape[2:])
+
     @property
     def bytes_per_sample(self) -> int:
-        """Payload bytes of one sample (quantised values plus their float32 scales)."""
+        """Payload bytes of one sample at most (quantised values plus their float32 scales;
+        a ragged field's texts at their longest)."""
         size = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         if self.has_scale:
             size += int(np.prod(self.scale_shape, dtype=np.int64)) * 4
@@ -96,15 +121,18 @@ class FieldSpec:
             shape=tuple(data["shape"]),
             storage=data["storage"],
             producer=data.get("producer", ""),
+            per_image=data.get("per_image", False),
+            lengths=data.get("lengths", ""),
         )
 
 
 def encode(
-    spec: FieldSpec, array: np.ndarray, key: str = "?"
+    spec: FieldSpec, array: np.ndarray, key: str = "?", lengths: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Check one sample's array against its spec and convert it to the stored form.
 
-    Returns ``(values, scale)``; ``scale`` is None unless the storage is int8.
+    Returns ``(values, scale)``; ``scale`` is None unless the storage is int8. A ragged field
+    needs the sample's ``lengths`` (the values of the field its spec names).
     """
     array = np.asarray(array)
     if array.shape != spec.shape:
@@ -112,6 +140,8 @@ def encode(
             f"sample {key!r}, field {spec.name!r}: shape {array.shape} does not match the declared "
             f"shape {spec.shape}; fix the producer or declare the field with the right shape"
         )
+    if spec.lengths:
+        array = array[real_rows(spec, lengths, key)]
     if spec.storage in FLOAT_STORAGE:
         return _encode_float(spec, array, key)
     if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.bool_):
@@ -148,20 +178,57 @@ def _encode_float(
     return np.ascontiguousarray(quantised), np.asarray(scale, dtype=np.float32, order="C")
 
 
+def real_rows(spec: FieldSpec, lengths: np.ndarray | None, key: str = "?") -> np.ndarray:
+    """``[C, L]`` mask of a ragged field's real rows: ``l < lengths[c]``."""
+    candidates, longest = spec.shape[:2]
+    if lengths is None:
+        raise ValueError(
+            f"field {spec.name!r} is ragged: its lengths ({spec.lengths!r}) are needed"
+        )
+    lengths = np.asarray(lengths).reshape(-1)
+    if (
+        lengths.shape != (candidates,)
+        or lengths.min(initial=0) < 0
+        or lengths.max(initial=0) > longest
+    ):
+        raise ValueError(
+            f"sample {key!r}, field {spec.name!r}: lengths {lengths.tolist()} in "
+            f"{spec.lengths!r} do not fit its {candidates} candidates of at most {longest} rows"
+        )
+    return np.arange(longest)[None, :] < lengths[:, None]
+
+
 def decode(
-    spec: FieldSpec, values: np.ndarray, scale: np.ndarray | None, as_float32: bool
+    spec: FieldSpec,
+    values: np.ndarray,
+    scale: np.ndarray | None,
+    as_float32: bool,
+    lengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """The stored form back to an array: the stored dtype, or float32 when asked.
 
     int8 fields are always dequantised (to float16, or float32 when asked), since the raw
-    integers mean nothing without their scale.
+    integers mean nothing without their scale. A ragged field is padded back to its declared
+    shape with zeros (it needs the sample's ``lengths``).
     """
     if spec.has_scale:
         if scale is None:
             raise ValueError(f"field {spec.name!r}: int8 values found without their scale")
         restored = values.astype(np.float32) * scale.astype(np.float32)[..., None]
-        return restored if as_float32 else restored.astype(np.float16)
-    return values.astype(np.float32) if as_float32 else values
+        values = restored if as_float32 else restored.astype(np.float16)
+    elif as_float32:
+        values = values.astype(np.float32)
+    if not spec.lengths:
+        return values
+    mask = real_rows(spec, lengths)
+    if values.shape != (int(mask.sum()), *spec.shape[2:]):
+        raise ValueError(
+            f"field {spec.name!r}: {list(values.shape)} stored rows do not match its lengths "
+            f"{np.asarray(lengths).reshape(-1).tolist()}"
+        )
+    padded = np.zeros(spec.shape, dtype=values.dtype)
+    padded[mask] = values
+    return padded
 
 
 # IEEE floats whose exponent bits are all ones are NaN or infinite

@@ -1,8 +1,13 @@
 """One HDF5 shard: writer and reader (``--format hdf5``).
 
-Layout, readable with plain h5py: ``fields/<name>`` with shape ``[N, *shape]`` in the storage
-dtype, chunked by rows; ``scales/<name>`` (float32, one per vector) beside int8 fields; ``keys``
-and ``meta`` (the sample json) as UTF-8 strings. Rows are buffered and written a chunk at a time.
+Layout, readable with plain h5py: ``fields/<name>`` in the storage dtype, chunked by rows;
+``scales/<name>`` (float32, one per vector) beside int8 fields; ``keys`` and ``meta`` (the sample
+json) as UTF-8 strings. A field has one row per sample (``[N, *shape]``), except:
+- a per-image field has one row per run of consecutive samples of one image, and ``image_row``
+  (``[N]`` int32) gives each sample's row;
+- a ragged field is ``[sum of all lengths, *shape[2:]]``, and ``starts/<name>`` (``[N + 1]``
+  int64) gives each sample's first row; its candidates' lengths are its lengths field's row.
+Rows are buffered and written a chunk at a time.
 """
 
 from __future__ import annotations
@@ -19,9 +24,20 @@ MAX_CHUNK_ROWS = 1024
 
 
 def rows_per_chunk(spec: FieldSpec, max_rows: int) -> int:
-    """About 1 MiB per chunk, never more rows than a shard holds."""
-    row_bytes = max(1, int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize)
-    return int(max(1, min(MAX_CHUNK_ROWS, max_rows, CHUNK_BYTES // row_bytes)))
+    """About 1 MiB per chunk, never more rows than a shard holds (ragged: than its texts')."""
+    shape = spec.shape[2:] if spec.lengths else spec.shape
+    limit = max_rows * int(np.prod(spec.shape[:2])) if spec.lengths else max_rows
+    row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * spec.dtype.itemsize)
+    return int(max(1, min(MAX_CHUNK_ROWS * 16, limit, CHUNK_BYTES // row_bytes)))
+
+
+def row_shape(spec: FieldSpec) -> tuple[int, ...]:
+    """One stored row: a sample's (or an image's) array, or one real row of a ragged field."""
+    return spec.shape[2:] if spec.lengths else spec.shape
+
+
+def scale_row_shape(spec: FieldSpec) -> tuple[int, ...]:
+    return row_shape(spec)[:-1]
 
 
 class H5ShardWriter:
@@ -38,35 +54,41 @@ class H5ShardWriter:
         text_rows = (min(256, max_rows),)
         self._file.create_dataset("keys", (0,), dtype=text, maxshape=(None,), chunks=text_rows)
         self._file.create_dataset("meta", (0,), dtype=text, maxshape=(None,), chunks=text_rows)
+        if self._per_image():
+            self._grow("image_row", (), np.int32, min(4096, max_rows))
         for name, spec in fields.items():
             rows = rows_per_chunk(spec, max_rows)
-            self._file.create_dataset(
-                f"fields/{name}",
-                (0, *spec.shape),
-                dtype=spec.dtype,
-                maxshape=(None, *spec.shape),
-                chunks=(rows, *spec.shape),
-            )
+            self._grow(f"fields/{name}", row_shape(spec), spec.dtype, rows)
             if spec.has_scale:
+                self._grow(f"scales/{name}", scale_row_shape(spec), np.float32, rows)
+            if spec.lengths:
                 self._file.create_dataset(
-                    f"scales/{name}",
-                    (0, *spec.scale_shape),
-                    dtype=np.float32,
-                    maxshape=(None, *spec.scale_shape),
-                    chunks=(rows, *spec.scale_shape),
+                    f"starts/{name}", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,)
                 )
-        self._pending: list[tuple[str, dict, bytes]] = []
+        self._pending: list[tuple[str, dict, bytes, bool]] = []
         self._rows = 0
+        self._images = 0  # rows of the per-image fields
         self._bytes = 0
+
+    def _per_image(self) -> bool:
+        return any(spec.per_image for spec in self.fields.values())
+
+    def _grow(self, name: str, shape: tuple[int, ...], dtype, rows: int) -> None:
+        self._file.create_dataset(
+            name, (0, *shape), dtype=dtype, maxshape=(None, *shape), chunks=(rows, *shape)
+        )
 
     @property
     def bytes_written(self) -> int:
         return self._bytes
 
-    def add(self, key: str, encoded: dict, meta: bytes) -> list[int]:
-        self._pending.append((key, encoded, meta))
+    def add(self, key: str, encoded: dict, meta: bytes, repeat: bool = False) -> list[int]:
+        """Append one sample; ``repeat``: its image is the previous sample's (rows shared)."""
+        self._pending.append((key, encoded, meta, repeat))
         self._bytes += len(meta) + sum(
-            v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values()
+            v.nbytes + (0 if s is None else s.nbytes)
+            for name, (v, s) in encoded.items()
+            if not (repeat and self.fields[name].per_image)
         )
         row = self._rows + len(self._pending) - 1
         if len(self._pending) >= MAX_CHUNK_ROWS:
@@ -76,27 +98,35 @@ class H5ShardWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        start, stop = self._rows, self._rows + len(self._pending)
-        self._append("keys", start, stop, [key for key, _, _ in self._pending])
-        self._append("meta", start, stop, [meta.decode("utf-8") for _, _, meta in self._pending])
+        pending, self._pending = self._pending, []
+        self._append("keys", [key for key, _, _, _ in pending])
+        self._append("meta", [meta.decode("utf-8") for _, _, meta, _ in pending])
+        new = [not repeat for *_, repeat in pending]  # stores its image's per-image rows
+        if self._per_image():
+            rows = self._images - 1 + np.cumsum(new)
+            self._append("image_row", rows.astype(np.int32))
+            self._images += int(sum(new))
         for name, spec in self.fields.items():
-            self._append(
-                f"fields/{name}", start, stop, np.stack([e[name][0] for _, e, _ in self._pending])
-            )
+            kept = [
+                encoded[name]
+                for number, (_, encoded, _, repeat) in enumerate(pending)
+                if not spec.per_image or new[number]
+            ]
+            join = np.concatenate if spec.lengths else np.stack
+            self._append(f"fields/{name}", join([values for values, _ in kept]))
             if spec.has_scale:
-                self._append(
-                    f"scales/{name}",
-                    start,
-                    stop,
-                    np.stack([e[name][1] for _, e, _ in self._pending]),
-                )
-        self._rows = stop
-        self._pending = []
+                self._append(f"scales/{name}", join([scale for _, scale in kept]))
+            if spec.lengths:
+                counts = [len(values) for values, _ in kept]
+                last = self._file[f"starts/{name}"][-1]
+                self._append(f"starts/{name}", last + np.cumsum(counts, dtype=np.int64))
+        self._rows += len(pending)
 
-    def _append(self, name: str, start: int, stop: int, values) -> None:
+    def _append(self, name: str, values) -> None:
         dataset = self._file[name]
-        dataset.resize(stop, axis=0)
-        dataset[start:stop] = values
+        start = dataset.shape[0]
+        dataset.resize(start + len(values), axis=0)
+        dataset[start:] = values
 
     def close(self) -> None:
         self._flush()
@@ -116,6 +146,8 @@ class H5ShardReader:
         self.fields = fields
         self.count = len(index["keys"])
         self._file = None
+        self._image_row: np.ndarray | None = None
+        self._starts: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -131,7 +163,19 @@ class H5ShardReader:
                     f"{self.path}: holds {rows} rows but its index lists {self.count}; "
                     "run python -m extract.verify and extract again"
                 )
+            if "image_row" in self._file:
+                self._image_row = self._file["image_row"][:]
+            starts = self._file.get("starts", {})
+            self._starts = {name: starts[name][:] for name in starts}
         return self._file
+
+    def _rows(self, name: str, spec: FieldSpec, start: int, stop: int) -> tuple[int, int]:
+        """The stored rows of samples ``start`` to ``stop`` of one field."""
+        if spec.lengths:
+            return int(self._starts[name][start]), int(self._starts[name][stop])
+        if spec.per_image:
+            return int(self._image_row[start]), int(self._image_row[stop - 1]) + 1
+        return start, stop
 
     def read(self, row: int, wanted: set[str] | None = None) -> tuple[dict, bytes]:
         handle = self._open()
@@ -139,8 +183,10 @@ class H5ShardReader:
         for name, spec in self.fields.items():
             if wanted is not None and name not in wanted:
                 continue
-            values = handle[f"fields/{name}"][row]
-            scale = handle[f"scales/{name}"][row] if spec.has_scale else None
+            low, high = self._rows(name, spec, row, row + 1)
+            pick = slice(low, high) if spec.lengths else low
+            values = handle[f"fields/{name}"][pick]
+            scale = handle[f"scales/{name}"][pick] if spec.has_scale else None
             arrays[name] = (np.asarray(values), None if scale is None else np.asarray(scale))
         meta = handle["meta"][row]
         return arrays, meta if isinstance(meta, bytes) else meta.encode("utf-8")
@@ -154,15 +200,18 @@ class H5ShardReader:
             for name, spec in self.fields.items():
                 if wanted is not None and name not in wanted:
                     continue
-                values = handle[f"fields/{name}"][start:stop]
-                scales = handle[f"scales/{name}"][start:stop] if spec.has_scale else None
-                block[name] = (values, scales)
+                low, high = self._rows(name, spec, start, stop)
+                values = handle[f"fields/{name}"][low:high]
+                scales = handle[f"scales/{name}"][low:high] if spec.has_scale else None
+                block[name] = (spec, low, values, scales)
             metas = handle["meta"][start:stop]
             for offset, meta in enumerate(metas):
-                arrays = {
-                    name: (values[offset], None if scales is None else scales[offset])
-                    for name, (values, scales) in block.items()
-                }
+                row = start + offset
+                arrays = {}
+                for name, (spec, low, values, scales) in block.items():
+                    first, last = self._rows(name, spec, row, row + 1)
+                    pick = slice(first - low, last - low) if spec.lengths else first - low
+                    arrays[name] = (values[pick], None if scales is None else scales[pick])
                 yield arrays, meta if isinstance(meta, bytes) else meta.encode("utf-8")
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from .atomic import canonical_json, read_json, write_json_atomic
 from .fields import FieldSpec
 
-FORMAT_VERSION = 2  # 2: an int8 field and its scales are one tar member
+FORMAT_VERSION = 3  # 2: an int8 field and its scales are one tar member; 3: per-image, ragged
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("wds", "hdf5")
 
@@ -57,6 +57,8 @@ class CacheSpec:
         for name, spec in self.fields.items():
             if name != spec.name:
                 raise ValueError(f"field registered as {name!r} is named {spec.name!r}")
+            if spec.lengths:
+                check_lengths_field(spec, self.fields.get(spec.lengths))
         # One order everywhere (members in a shard, datasets in HDF5, the manifest): by name.
         self.fields = dict(sorted(self.fields.items()))
 
@@ -86,6 +88,21 @@ class CacheSpec:
             task=data.get("task", {}),
             config=data.get("config", {}),
             limits=ShardLimits(**data["limits"]),
+        )
+
+
+def check_lengths_field(spec: FieldSpec, lengths: FieldSpec | None) -> None:
+    """A ragged field's lengths: a stored ``[C]`` integer field of the same sample."""
+    if (
+        lengths is None
+        or lengths.storage not in ("int32", "uint8")
+        or lengths.shape != spec.shape[:1]
+        or lengths.lengths
+        or lengths.per_image != spec.per_image
+    ):
+        raise ValueError(
+            f"field {spec.name!r} is ragged by {spec.lengths!r}, which must be a declared integer "
+            f"field of shape {list(spec.shape[:1])} stored alike (per sample or per image)"
         )
 
 

@@ -142,7 +142,8 @@ class SplitReader:
         sample: Sample = {"__key__": info["key"], "meta": info}
         for name, (values, scale) in arrays.items():
             spec = self.cache.fields[name]
-            sample[name] = decode(spec, values, scale, self.cache.as_float32)
+            lengths = arrays[spec.lengths][0] if spec.lengths else None
+            sample[name] = decode(spec, values, scale, self.cache.as_float32, lengths)
         return sample
 
 
@@ -155,4 +156,4 @@ def _check_wanted(cache: CacheReader, fields: Iterable[str] | None) -> set[str] 
         raise KeyError(
             f"{cache.cache_dir}: no field(s) {unknown}; the cache has {sorted(cache.fields)}"
         )
-    return wanted
+    return wanted | {cache.fields[name].lengths for name in wanted if cache.fields[name].lengths}

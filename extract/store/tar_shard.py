@@ -1,9 +1,11 @@
 """One WebDataset tar shard: writer and reader.
 
 Per sample the members are ``<key>.<field>.npy`` and ``<key>.json``, so plain
-``webdataset.WebDataset`` and ``tarfile`` read the shard. An int8 field is one structured array
-with a record ``(values [D] int8, scale float32)`` per vector: a separate scale member cost a tar
-header and a padded block (1 KiB) per field and sample.
+``webdataset.WebDataset`` and ``tarfile`` read the shard. A sample of the same image as the one
+before it has no members for the per-image fields: it shares the previous sample's (its offset
+index entries point at them). A ragged field's member holds only the real rows. An int8 field is
+one structured array with a record ``(values [D] int8, scale float32)`` per vector: a separate
+scale member cost a tar header and a padded block (1 KiB) per field and sample.
 Headers carry no time, user or group, so the same samples always give the same bytes. The writer
 returns where each member's data starts, which the offset index stores for random access.
 """
@@ -67,19 +69,27 @@ class TarShardWriter:
         self._tmp = tmp_path(path)
         self._handle = open(self._tmp, "wb")
         self._offset = 0
+        self._image: dict[str, list[int]] = {}  # per-image field -> [offset, size] last stored
 
     @property
     def bytes_written(self) -> int:
         return self._offset
 
-    def add(self, key: str, encoded: Encoded, meta: bytes) -> list[int]:
-        """Append one sample; returns ``[offset, size]`` of each member's data, in member order."""
+    def add(self, key: str, encoded: Encoded, meta: bytes, repeat: bool = False) -> list[int]:
+        """Append one sample; returns ``[offset, size]`` of each member's data, in member order.
+        ``repeat``: the sample's image is the previous sample's, whose per-image members serve."""
         safe = member_key(key)
         locations: list[int] = []
         for name, spec in self.fields.items():
+            if repeat and spec.per_image:
+                locations += self._image[name]
+                continue
             values, scale = encoded[name]
             stored = pack_int8(values, scale) if spec.has_scale else values
-            locations += self._add_member(f"{safe}.{name}.npy", npy_bytes(stored))
+            location = self._add_member(f"{safe}.{name}.npy", npy_bytes(stored))
+            if spec.per_image:
+                self._image[name] = location
+            locations += location
         locations += self._add_member(f"{safe}.json", meta)
         return locations
 
@@ -126,6 +136,7 @@ class TarShardReader:
         # which cost about 0.6 KB per sample of a reader's memory
         self.offsets = np.array(index["offsets"], dtype=np.int64).reshape(-1, 2 * len(names))
         self._handle = None
+        self._image: dict[str, tuple[tuple[int, int], tuple]] = {}  # field -> (span, arrays)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -140,6 +151,12 @@ class TarShardReader:
         for name, spec in self.fields.items():
             span = next(spans)
             if wanted is not None and name not in wanted:
+                continue
+            if spec.per_image:  # consecutive samples of one image share the member: read once
+                last = self._image.get(name)
+                if last is None or last[0] != span:
+                    self._image[name] = last = (span, self._load(span, spec.has_scale))
+                arrays[name] = last[1]
                 continue
             arrays[name] = self._load(span, spec.has_scale)
         meta = self._read_span(next(spans))
@@ -173,6 +190,7 @@ class TarShardReader:
             ) from None
 
     def close(self) -> None:
+        self._image = {}
         if self._handle is not None:
             self._handle.close()
             self._handle = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import read_json, sha256_file
-from .fields import nonfinite
+from .fields import nonfinite, real_rows
 from .layout import READERS
 from .manifest import FileRecord, Manifest, load_manifest
 
@@ -132,14 +132,21 @@ def _verify_sample(
         problems.append(f"{where}: sample {key!r}: its json names key {named!r}")
     for name, spec in manifest.fields.items():
         values, scale = arrays[name]
-        if values.shape != spec.shape or values.dtype != spec.dtype:
+        try:
+            shape = spec.stored_shape(arrays[spec.lengths][0] if spec.lengths else None)
+            if spec.lengths:
+                real_rows(spec, arrays[spec.lengths][0], key)
+        except ValueError as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if values.shape != shape or values.dtype != spec.dtype:
             problems.append(
                 f"{where}: sample {key!r}, field {name!r}: {values.dtype}{list(values.shape)}, "
-                f"manifest says {spec.dtype}{list(spec.shape)}"
+                f"manifest says {spec.dtype}{list(shape)}"
             )
         elif nonfinite(values) or (scale is not None and nonfinite(scale)):
             problems.append(f"{where}: sample {key!r}, field {name!r}: NaN or infinite values")
-        elif scale is not None and scale.shape != spec.scale_shape:
+        elif scale is not None and scale.shape != shape[:-1]:
             problems.append(f"{where}: sample {key!r}, field {name!r}: scale shape {scale.shape}")
 
 

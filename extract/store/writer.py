@@ -120,6 +120,7 @@ class SplitWriter:
             self._find_planned_shards(clean)
         self.position = self.resume_position
         self._shard = None
+        self._image: tuple[str, dict] | None = None
         self._index: dict[str, Any] = {}
         self._skipped: list[dict[str, Any]] = []
         self.closed = False
@@ -238,8 +239,11 @@ class SplitWriter:
         arrays: dict[str, np.ndarray],
         meta: dict[str, Any] | None = None,
         position: int | None = None,
+        image: str | None = None,
     ) -> dict:
         """Add one sample. ``position`` is its place in the input order (default: the next one).
+        ``image`` names the sample's image: when the previous sample of the shard names the same
+        one, its per-image fields are not stored again (the previous sample's serve both).
 
         Returns the stored form ``{field: (values, scale)}``.
         """
@@ -249,10 +253,13 @@ class SplitWriter:
             raise ValueError(
                 f"split {self.split!r}: sample key {key!r} occurs twice; keys must be unique"
             )
-        encoded = self._encode(key, arrays)
+        repeat = image is not None and self._image is not None and self._image[0] == image
+        encoded = self._encode(key, arrays, self._image[1] if repeat else None)
         meta_bytes = self.meta_bytes(key, meta or {})
         size = len(meta_bytes) + sum(
-            v.nbytes + (0 if s is None else s.nbytes) for v, s in encoded.values()
+            v.nbytes + (0 if s is None else s.nbytes)
+            for name, (v, s) in encoded.items()
+            if not (repeat and self.spec.fields[name].per_image)
         )
         if self.plan is not None:
             if self._shard is None:
@@ -262,10 +269,14 @@ class SplitWriter:
             and self._shard.bytes_written + size > self.spec.limits.max_bytes
         ):
             self._finish_shard()
+            repeat = False  # a new shard stores its first sample's image
         if self._shard is None:
             self._open_shard()
         self._index["keys"].append(key)
-        self._index["offsets"].append(self._shard.add(key, encoded, meta_bytes))
+        self._index["offsets"].append(self._shard.add(key, encoded, meta_bytes, repeat))
+        if not repeat:
+            per_image = {n: v for n, v in encoded.items() if self.spec.fields[n].per_image}
+            self._image = None if image is None else (image, per_image)
         self.keys.add(key)
         self.position = (self.position if position is None else position) + 1
         if self.plan is None and len(self._index["keys"]) >= self.spec.limits.max_count:
@@ -283,12 +294,19 @@ class SplitWriter:
         if self.closed:
             raise RuntimeError(f"split {self.split!r} is already closed")
 
-    def _encode(self, key: str, arrays: dict[str, np.ndarray]) -> dict:
+    def _encode(self, key: str, arrays: dict[str, np.ndarray], shared: dict | None) -> dict:
+        """Every field's stored form; ``shared``: the per-image fields, already stored."""
         fields = self.spec.fields
         if set(arrays) != set(fields):
             missing, extra = sorted(set(fields) - set(arrays)), sorted(set(arrays) - set(fields))
             raise ValueError(f"sample {key!r}: missing fields {missing}, undeclared fields {extra}")
-        encoded = {name: encode(spec, arrays[name], key) for name, spec in fields.items()}
+        encoded = dict(shared or {})
+        for name, spec in fields.items():  # lengths fields before the ragged ones they measure
+            if name not in encoded and not spec.lengths:
+                encoded[name] = encode(spec, arrays[name], key)
+        for name, spec in fields.items():
+            if name not in encoded:
+                encoded[name] = encode(spec, arrays[name], key, encoded[spec.lengths][0])
         if not self.allow_nonfinite:
             for name, (values, scale) in encoded.items():
                 if nonfinite(values) or (scale is not None and nonfinite(scale)):
@@ -297,7 +315,7 @@ class SplitWriter:
                         f"to {fields[name].storage}); check the producer, or use fp32 storage if "
                         "the values overflow float16"
                     )
-        return encoded
+        return {name: encoded[name] for name in fields}
 
     @staticmethod
     def meta_bytes(key: str, meta: dict[str, Any]) -> bytes:
@@ -312,6 +330,7 @@ class SplitWriter:
         path = shard_path(self.cache_dir, self.split, number, self.spec.format)
         self._shard = WRITERS[self.spec.format](path, self.spec.fields, self.spec.limits.max_count)
         self._index = {"format": self.spec.format, "keys": [], "offsets": []}
+        self._image = None  # (image, its stored per-image fields) of the shard's last sample
         if self.spec.format == "wds":
             self._index["members"] = member_names(self.spec.fields)
 
@@ -325,6 +344,7 @@ class SplitWriter:
             self._index["plan"] = [self.plan.size, self.plan.total]
         if self.spec.format == "hdf5":
             del self._index["offsets"]  # rows are positions; nothing to look up
+        self._image = None
         idx = index_path(self.cache_dir, self.split, number)
         write_bytes_atomic(idx, json.dumps(self._index, separators=(",", ":")).encode())
         self.done.append(self._record(self._index, idx))

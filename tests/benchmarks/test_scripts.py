@@ -92,3 +92,14 @@ def test_ranks_script(tmp_path):
     )
     assert extraction["value"] == 0.0 and extraction["details"]["files_differing"] == []
     assert 0 <= training["value"] < 1e-4 and training["details"]["global_batch"] == 16
+
+
+@pytest.mark.slow
+def test_layout_script(tmp_path):
+    args = ["--images", "4", "--vcr-samples", "6", "--device", "cpu"]
+    results = run_script(tmp_path, "layout", *args)
+    dedup, ragged = results["image_dedup_bytes_ratio"], results["ragged_text_bytes_ratio"]
+    # 4 images of 10 samples in one shard: each image's fields stored once
+    assert dedup["value"] == 0.1 and dedup["details"]["samples"] == 40
+    text = ragged["details"]["text_bytes_per_sample"]
+    assert 0 < ragged["value"] == round(text["ragged"] / text["padded"], 4) < 1
