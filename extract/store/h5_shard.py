@@ -43,17 +43,25 @@ def scale_row_shape(spec: FieldSpec) -> tuple[int, ...]:
 class H5ShardWriter:
     suffix = ".h5"
 
-    def __init__(self, path: Path, fields: dict[str, FieldSpec], max_rows: int = MAX_CHUNK_ROWS):
+    def __init__(
+        self,
+        path: Path,
+        fields: dict[str, FieldSpec],
+        max_rows: int = MAX_CHUNK_ROWS,
+        with_meta: bool = True,
+    ):
         import h5py
 
         self.path = path
         self.fields = fields
+        self.with_meta = with_meta
         self._tmp = tmp_path(path)
         self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
         text = h5py.string_dtype("utf-8")
         text_rows = (min(256, max_rows),)
         self._file.create_dataset("keys", (0,), dtype=text, maxshape=(None,), chunks=text_rows)
-        self._file.create_dataset("meta", (0,), dtype=text, maxshape=(None,), chunks=text_rows)
+        if with_meta:  # a column group's shards have none: the base's hold the json
+            self._file.create_dataset("meta", (0,), dtype=text, maxshape=(None,), chunks=text_rows)
         if self._per_image():
             self._grow("image_row", (), np.int32, min(4096, max_rows))
         for name, spec in fields.items():
@@ -82,10 +90,10 @@ class H5ShardWriter:
     def bytes_written(self) -> int:
         return self._bytes
 
-    def add(self, key: str, encoded: dict, meta: bytes, repeat: bool = False) -> list[int]:
+    def add(self, key: str, encoded: dict, meta: bytes | None, repeat: bool = False) -> list[int]:
         """Append one sample; ``repeat``: its image is the previous sample's (rows shared)."""
         self._pending.append((key, encoded, meta, repeat))
-        self._bytes += len(meta) + sum(
+        self._bytes += len(meta or b"") + sum(
             v.nbytes + (0 if s is None else s.nbytes)
             for name, (v, s) in encoded.items()
             if not (repeat and self.fields[name].per_image)
@@ -100,7 +108,8 @@ class H5ShardWriter:
             return
         pending, self._pending = self._pending, []
         self._append("keys", [key for key, _, _, _ in pending])
-        self._append("meta", [meta.decode("utf-8") for _, _, meta, _ in pending])
+        if self.with_meta:
+            self._append("meta", [meta.decode("utf-8") for _, _, meta, _ in pending])
         new = [not repeat for *_, repeat in pending]  # stores its image's per-image rows
         if self._per_image():
             rows = self._images - 1 + np.cumsum(new)
@@ -141,9 +150,12 @@ class H5ShardWriter:
 class H5ShardReader:
     """Reads rows of one HDF5 shard; the file is opened on first use (after a DataLoader fork)."""
 
-    def __init__(self, path: Path, fields: dict[str, FieldSpec], index: dict):
+    def __init__(
+        self, path: Path, fields: dict[str, FieldSpec], index: dict, with_meta: bool = True
+    ):
         self.path = path
         self.fields = fields
+        self.with_meta = with_meta
         self.count = len(index["keys"])
         self._file = None
         self._image_row: np.ndarray | None = None
@@ -188,8 +200,7 @@ class H5ShardReader:
             values = handle[f"fields/{name}"][pick]
             scale = handle[f"scales/{name}"][pick] if spec.has_scale else None
             arrays[name] = (np.asarray(values), None if scale is None else np.asarray(scale))
-        meta = handle["meta"][row]
-        return arrays, meta if isinstance(meta, bytes) else meta.encode("utf-8")
+        return arrays, as_bytes(handle["meta"][row]) if self.with_meta else None
 
     def iterate(self, wanted: set[str] | None = None):
         """All rows in order, read a block at a time (much faster than row by row in h5py)."""
@@ -204,7 +215,7 @@ class H5ShardReader:
                 values = handle[f"fields/{name}"][low:high]
                 scales = handle[f"scales/{name}"][low:high] if spec.has_scale else None
                 block[name] = (spec, low, values, scales)
-            metas = handle["meta"][start:stop]
+            metas = handle["meta"][start:stop] if self.with_meta else [None] * (stop - start)
             for offset, meta in enumerate(metas):
                 row = start + offset
                 arrays = {}
@@ -212,9 +223,13 @@ class H5ShardReader:
                     first, last = self._rows(name, spec, row, row + 1)
                     pick = slice(first - low, last - low) if spec.lengths else first - low
                     arrays[name] = (values[pick], None if scales is None else scales[pick])
-                yield arrays, meta if isinstance(meta, bytes) else meta.encode("utf-8")
+                yield arrays, None if meta is None else as_bytes(meta)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def as_bytes(meta) -> bytes:
+    return meta if isinstance(meta, bytes) else meta.encode("utf-8")

@@ -10,6 +10,7 @@ from .tar_shard import TarShardReader, TarShardWriter
 WRITERS = {"wds": TarShardWriter, "hdf5": H5ShardWriter}
 READERS = {"wds": TarShardReader, "hdf5": H5ShardReader}
 SHARED_DIR = "shared"
+GROUPS_DIR = "groups"
 PENDING_SPEC = "extraction-in-progress.json"
 
 
@@ -27,3 +28,8 @@ def index_path(cache_dir: Path, split: str, number: int) -> Path:
 
 def relative(cache_dir: Path, path: Path) -> str:
     return path.relative_to(cache_dir).as_posix()
+
+
+def group_dir(cache_dir: Path, name: str) -> Path:
+    """A column group's folder: laid out like the cache itself (splits, shared/, indices/)."""
+    return cache_dir / GROUPS_DIR / name

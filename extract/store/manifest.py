@@ -10,6 +10,7 @@ existing cache: same key, nothing to do; different key, the differences are name
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .fields import FieldSpec
 
 FORMAT_VERSION = 3  # 2: an int8 field and its scales are one tar member; 3: per-image, ragged
 MANIFEST_NAME = "manifest.json"
+GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 FORMATS = ("wds", "hdf5")
 
 
@@ -165,13 +167,84 @@ class SplitRecord:
 
 
 @dataclass
+class GroupSpec:
+    """A column group: fields stored in shards of their own (``groups/<name>/``), aligned row for
+    row with the base's shards, e.g. one pair of teachers' features. Its key covers the base's
+    key, so a group never passes for one made over other samples."""
+
+    name: str
+    fields: dict[str, FieldSpec]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not GROUP_NAME.match(self.name):
+            raise ValueError(
+                f"group name {self.name!r} is not allowed: use lower-case letters, digits, '-' "
+                "and '_', starting with a letter or digit"
+            )
+        self.fields = dict(sorted(self.fields.items()))
+        for spec in self.fields.values():
+            if spec.lengths:
+                check_lengths_field(spec, self.fields.get(spec.lengths))
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {name: spec.to_json() for name, spec in self.fields.items()}
+        return {"name": self.name, "fields": fields, "config": self.config}
+
+    def key(self, base_key: str) -> str:
+        material = {"base": base_key, **self.to_json()}
+        return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GroupSpec:
+        fields = {name: FieldSpec.from_json(f) for name, f in data["fields"].items()}
+        return cls(name=data["name"], fields=fields, config=data.get("config", {}))
+
+
+@dataclass
+class GroupRecord:
+    """A finished column group: its spec, shards per split (named relative to the group's
+    folder), shared data, indices and timing."""
+
+    spec: GroupSpec
+    splits: dict[str, SplitRecord]
+    shared: dict[str, FileRecord] = field(default_factory=dict)
+    indices: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, base_key: str) -> dict[str, Any]:
+        return {
+            **self.spec.to_json(),
+            "splits": {name: split.to_json() for name, split in self.splits.items()},
+            "shared": {name: asdict(record) for name, record in self.shared.items()},
+            "indices": self.indices,
+            "timing": self.timing,
+            "key": self.spec.key(base_key),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GroupRecord:
+        return cls(
+            spec=GroupSpec.from_json(data),
+            splits={name: SplitRecord.from_json(s) for name, s in data["splits"].items()},
+            shared={name: FileRecord(**r) for name, r in data.get("shared", {}).items()},
+            indices=data.get("indices", {}),
+            timing=data.get("timing", {}),
+        )
+
+
+@dataclass
 class Manifest:
+    """The base (keys, json, the student's inputs: ``spec`` and ``splits``) and its column
+    groups (``groups``, in the order they were added)."""
+
     spec: CacheSpec
     splits: dict[str, SplitRecord]
     shared: dict[str, FileRecord] = field(default_factory=dict)
     indices: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, GroupRecord] = field(default_factory=dict)
 
     @property
     def cache_key(self) -> str:
@@ -198,6 +271,7 @@ class Manifest:
             runtime=self.runtime,
             timing=self.timing,
             bytes_per_sample=sum(f.bytes_per_sample for f in self.spec.fields.values()),
+            groups={name: group.to_json(self.cache_key) for name, group in self.groups.items()},
             cache_key=self.cache_key,
         )
         return data
@@ -211,6 +285,7 @@ class Manifest:
             indices=data.get("indices", {}),
             runtime=data.get("runtime", {}),
             timing=data.get("timing", {}),
+            groups={name: GroupRecord.from_json(g) for name, g in data.get("groups", {}).items()},
         )
 
 
@@ -243,6 +318,12 @@ def load_manifest(cache_dir: str | Path) -> Manifest:
             f"{path}: the stored cache_key {stored_key} does not match the key of the manifest's "
             f"own contents ({manifest.cache_key}); manifest edited or damaged: extract again"
         )
+    for name, group in manifest.groups.items():
+        if data["groups"][name].get("key") != group.spec.key(manifest.cache_key):
+            raise ValueError(
+                f"{path}: the key of column group {name!r} does not match its contents; "
+                "manifest edited or damaged: extract again"
+            )
     return manifest
 
 

@@ -25,9 +25,10 @@ from .npy import load_npy, npy_bytes
 Encoded = dict[str, tuple[np.ndarray, "np.ndarray | None"]]
 
 
-def member_names(fields: dict[str, FieldSpec]) -> list[str]:
-    """Member extensions of one sample, in the order they are written."""
-    return [f"{name}.npy" for name in fields] + ["json"]
+def member_names(fields: dict[str, FieldSpec], with_meta: bool = True) -> list[str]:
+    """Member extensions of one sample, in the order they are written (a column group's
+    shards have no json: the base's holds it)."""
+    return [f"{name}.npy" for name in fields] + (["json"] if with_meta else [])
 
 
 def int8_records(width: int) -> np.dtype:
@@ -63,7 +64,11 @@ class TarShardWriter:
 
     suffix = ".tar"
 
-    def __init__(self, path: Path, fields: dict[str, FieldSpec], max_rows: int = 0):
+    def __init__(
+        self, path: Path, fields: dict[str, FieldSpec], max_rows: int = 0, with_meta: bool = True
+    ):
+        """``max_rows`` (unused: members need no chunking) and ``with_meta`` (``add`` is given
+        None for the json when false) match the HDF5 writer's arguments."""
         self.path = path
         self.fields = fields
         self._tmp = tmp_path(path)
@@ -75,7 +80,9 @@ class TarShardWriter:
     def bytes_written(self) -> int:
         return self._offset
 
-    def add(self, key: str, encoded: Encoded, meta: bytes, repeat: bool = False) -> list[int]:
+    def add(
+        self, key: str, encoded: Encoded, meta: bytes | None, repeat: bool = False
+    ) -> list[int]:
         """Append one sample; returns ``[offset, size]`` of each member's data, in member order.
         ``repeat``: the sample's image is the previous sample's, whose per-image members serve."""
         safe = member_key(key)
@@ -90,7 +97,8 @@ class TarShardWriter:
             if spec.per_image:
                 self._image[name] = location
             locations += location
-        locations += self._add_member(f"{safe}.json", meta)
+        if meta is not None:
+            locations += self._add_member(f"{safe}.json", meta)
         return locations
 
     def _add_member(self, name: str, data: bytes) -> list[int]:
@@ -123,10 +131,13 @@ class TarShardWriter:
 class TarShardReader:
     """Reads samples of one tar shard through its offset index (sequentially or by row)."""
 
-    def __init__(self, path: Path, fields: dict[str, FieldSpec], index: dict):
+    def __init__(
+        self, path: Path, fields: dict[str, FieldSpec], index: dict, with_meta: bool = True
+    ):
         self.path = path
         self.fields = fields
-        names = member_names(fields)
+        self.with_meta = with_meta
+        names = member_names(fields, with_meta)
         if index.get("members") != names:
             raise ValueError(
                 f"{path}: the offset index lists members {index.get('members')} but the manifest "
@@ -141,8 +152,9 @@ class TarShardReader:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def read(self, row: int, wanted: set[str] | None = None) -> tuple[dict, bytes]:
-        """Stored arrays ``{field: (values, scale)}`` and the json bytes of one sample."""
+    def read(self, row: int, wanted: set[str] | None = None) -> tuple[dict, bytes | None]:
+        """Stored arrays ``{field: (values, scale)}`` and the json bytes of one sample (None in
+        a column group's shard)."""
         if self._handle is None:
             self._handle = open(self.path, "rb")
         offsets = self.offsets[row].tolist()
@@ -159,7 +171,7 @@ class TarShardReader:
                 arrays[name] = last[1]
                 continue
             arrays[name] = self._load(span, spec.has_scale)
-        meta = self._read_span(next(spans))
+        meta = self._read_span(next(spans)) if self.with_meta else None
         return arrays, meta
 
     def iterate(self, wanted: set[str] | None = None):

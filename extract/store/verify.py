@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .atomic import read_json, sha256_file
 from .fields import nonfinite, real_rows
-from .layout import READERS
+from .layout import READERS, group_dir
 from .manifest import FileRecord, Manifest, load_manifest
 
 MAX_PROBLEMS_PER_SHARD = 5
@@ -70,45 +70,86 @@ def verify_cache(
     for entry in manifest.indices.values():
         for record in entry.get("files", []):
             check_file(cache_dir, FileRecord(**record), report.problems)
+    base = Part(cache_dir, manifest.fields, True)
     for split, record in manifest.splits.items():
         summary = report.splits.setdefault(split, SplitSummary(skipped=len(record.skipped)))
         for shard in record.shards:
             summary.shards += 1
             summary.bytes += shard.file.bytes
-            _verify_shard(cache_dir, manifest, shard, decode, report.problems, summary)
+            summary.samples += _verify_shard(base, manifest, shard, decode, report.problems)
             if on_shard is not None:
                 on_shard(shard.file.name)
+    for name, group in manifest.groups.items():
+        _verify_group(cache_dir, manifest, name, group, decode, report.problems, on_shard)
     return report
 
 
-def _verify_shard(cache_dir, manifest: Manifest, shard, decode, problems, summary) -> None:
-    files_ok = check_file(cache_dir, shard.file, problems)
-    index_ok = check_file(cache_dir, shard.index, problems)
+@dataclass
+class Part:
+    """The base or a column group: its folder, its fields, whether its shards hold the json."""
+
+    root: Path
+    fields: dict
+    with_meta: bool
+
+
+def _verify_group(cache_dir, manifest, name, group, decode, problems, on_shard) -> None:
+    """A column group's files, and its shards' keys against the base's, row for row."""
+    part = Part(group_dir(cache_dir, name), group.spec.fields, False)
+    for record in group.shared.values():
+        check_file(part.root, record, problems)
+    for entry in group.indices.values():
+        for record in entry.get("files", []):
+            check_file(part.root, FileRecord(**record), problems)
+    for split, base in manifest.splits.items():
+        if split not in group.splits or len(group.splits[split].shards) != len(base.shards):
+            problems.append(f"group {name!r}: split {split!r} does not have the base's shards")
+            continue
+        for shard, base_shard in zip(group.splits[split].shards, base.shards, strict=True):
+            _verify_shard(part, manifest, shard, decode, problems)
+            if on_shard is not None:
+                on_shard(f"groups/{name}/{shard.file.name}")
+            _check_keys(part.root / shard.index.name, cache_dir / base_shard.index.name, problems)
+
+
+def _check_keys(mine: Path, base: Path, problems) -> None:
+    try:
+        if read_json(mine)["keys"] != read_json(base)["keys"]:
+            problems.append(f"{mine}: its keys are not the base's ({base.name}), row for row")
+    except (OSError, ValueError, KeyError) as error:
+        problems.append(f"{mine}: unreadable ({error})")
+
+
+def _verify_shard(part: Part, manifest: Manifest, shard, decode, problems) -> int:
+    """Checks one shard; returns its sample count once its index is sound (else 0)."""
+    files_ok = check_file(part.root, shard.file, problems)
+    index_ok = check_file(part.root, shard.index, problems)
     if not index_ok:
-        return
-    index = read_json(cache_dir / shard.index.name)
+        return 0
+    index = read_json(part.root / shard.index.name)
     if len(index["keys"]) != shard.count:
         problems.append(
             f"{shard.index.name}: lists {len(index['keys'])} samples, manifest says {shard.count}"
         )
-        return
-    summary.samples += shard.count
+        return 0
     if files_ok and decode:
-        reader = READERS[manifest.format](cache_dir / shard.file.name, manifest.fields, index)
+        path = part.root / shard.file.name
+        reader = READERS[manifest.format](path, part.fields, index, part.with_meta)
         try:
-            _verify_samples(shard.file.name, manifest, reader, index["keys"], problems)
+            _verify_samples(shard.file.name, part.fields, reader, index["keys"], problems)
         finally:
             reader.close()
+    return shard.count
 
 
-def _verify_samples(where: str, manifest: Manifest, reader, keys: list[str], problems) -> None:
+def _verify_samples(where: str, fields: dict, reader, keys: list[str], problems) -> None:
     found, start = 0, len(problems)
     try:
         for row, (arrays, meta) in enumerate(reader.iterate()):
             found += 1
             _verify_sample(
                 where,
-                manifest,
+                fields,
                 arrays,
                 meta,
                 keys[row] if row < len(keys) else f"row {row}",
@@ -125,12 +166,12 @@ def _verify_samples(where: str, manifest: Manifest, reader, keys: list[str], pro
 
 
 def _verify_sample(
-    where: str, manifest: Manifest, arrays: dict, meta: bytes, key: str, problems
+    where: str, fields: dict, arrays: dict, meta: bytes | None, key: str, problems
 ) -> None:
-    named = json.loads(meta).get("key")
+    named = key if meta is None else json.loads(meta).get("key")  # groups: keys in the index
     if named != key:
         problems.append(f"{where}: sample {key!r}: its json names key {named!r}")
-    for name, spec in manifest.fields.items():
+    for name, spec in fields.items():
         values, scale = arrays[name]
         try:
             shape = spec.stored_shape(arrays[spec.lengths][0] if spec.lengths else None)

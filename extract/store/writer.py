@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .layout import (
     PENDING_SPEC,
     SHARED_DIR,
     WRITERS,
+    group_dir,
     index_path,
     relative,
     shard_path,
@@ -40,6 +41,8 @@ from .manifest import (
     MANIFEST_NAME,
     CacheSpec,
     FileRecord,
+    GroupRecord,
+    GroupSpec,
     Manifest,
     ShardRecord,
     SplitRecord,
@@ -97,8 +100,10 @@ class SplitWriter:
         clean: bool = True,
         inputs: list[str] | None = None,
         beside: str | None = None,
+        with_meta: bool = True,
     ):
-        """``inputs``: with a plan, the keys of the split's inputs by position; a shard on disk
+        """``with_meta``: store each sample's json (a column group's shards do not).
+        ``inputs``: with a plan, the keys of the split's inputs by position; a shard on disk
         counts as finished only if it was written to this plan and holds (written or skipped)
         exactly its range's keys, and, with ``beside`` (a suffix), has that file next to it."""
         if not SPLIT_NAME.match(split):
@@ -108,7 +113,7 @@ class SplitWriter:
             )
         self.cache_dir, self.split, self.spec = cache_dir, split, spec
         self.allow_nonfinite, self.plan, self.inputs = allow_nonfinite, plan, inputs
-        self.beside = beside
+        self.beside, self.with_meta = beside, with_meta
         (cache_dir / split).mkdir(parents=True, exist_ok=True)
         self.done: list[ShardRecord] = []
         self.keys: set[str] = set()
@@ -255,8 +260,8 @@ class SplitWriter:
             )
         repeat = image is not None and self._image is not None and self._image[0] == image
         encoded = self._encode(key, arrays, self._image[1] if repeat else None)
-        meta_bytes = self.meta_bytes(key, meta or {})
-        size = len(meta_bytes) + sum(
+        meta_bytes = self.meta_bytes(key, meta or {}) if self.with_meta else None
+        size = len(meta_bytes or b"") + sum(
             v.nbytes + (0 if s is None else s.nbytes)
             for name, (v, s) in encoded.items()
             if not (repeat and self.spec.fields[name].per_image)
@@ -328,11 +333,13 @@ class SplitWriter:
     def _open_shard(self) -> None:
         number = len(self.done) if self._number is None else self._number
         path = shard_path(self.cache_dir, self.split, number, self.spec.format)
-        self._shard = WRITERS[self.spec.format](path, self.spec.fields, self.spec.limits.max_count)
+        self._shard = WRITERS[self.spec.format](
+            path, self.spec.fields, self.spec.limits.max_count, self.with_meta
+        )
         self._index = {"format": self.spec.format, "keys": [], "offsets": []}
         self._image = None  # (image, its stored per-image fields) of the shard's last sample
         if self.spec.format == "wds":
-            self._index["members"] = member_names(self.spec.fields)
+            self._index["members"] = member_names(self.spec.fields, self.with_meta)
 
     def _finish_shard(self) -> None:
         number = len(self.done) if self._number is None else self._number
@@ -418,7 +425,13 @@ def _shard_number(name: str) -> int:
 
 
 class CacheBuilder:
-    """Owns one cache directory while it is written; see the module docstring."""
+    """Owns one cache directory while it is written; see the module docstring.
+
+    ``groups``: column groups to write (each in ``groups/<name>/``, aligned with the base). On a
+    finished cache with the same base, only the groups it lacks are written (:attr:`complete`
+    says whether anything is left) and the manifest gains them; the base and the groups already
+    there are not touched.
+    """
 
     def __init__(
         self,
@@ -426,36 +439,63 @@ class CacheBuilder:
         spec: CacheSpec,
         allow_nonfinite: bool = False,
         owner: bool = True,
+        groups: list[GroupSpec] | tuple = (),
     ):
         """``owner=False``: another process (rank 0 of a rank-parallel extraction) started the
         cache and will finish it; this one only writes shards."""
         self.cache_dir = Path(cache_dir)
         self.spec = spec
         self.allow_nonfinite = allow_nonfinite
-        self.complete = self._check_existing()
+        self.existing: Manifest | None = None
+        self.base_complete = self._check_existing()
+        self.new_groups = self._check_groups(list(groups))
+        self.complete = self.base_complete and not self.new_groups
         self.splits: dict[str, SplitWriter] = {}
+        self.group_splits: dict[str, dict[str, SplitWriter]] = {g: {} for g in self.new_groups}
         self.shared: dict[str, FileRecord] = {}
-        if not self.complete and owner:
+        self.group_shared: dict[str, dict[str, FileRecord]] = {g: {} for g in self.new_groups}
+        if owner and not self.base_complete:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.cache_dir / PENDING_SPEC, spec.to_json())
+        if owner:
+            for name, group in self.new_groups.items():
+                write_json_atomic(group_dir(self.cache_dir, name) / PENDING_SPEC, group.to_json())
 
     def _check_existing(self) -> bool:
         if (self.cache_dir / MANIFEST_NAME).is_file():
-            existing = load_manifest(self.cache_dir).spec
-            self._refuse_if_different(existing.to_json(), "holds a finished cache")
+            self.existing = load_manifest(self.cache_dir)
+            self._refuse_if_different(self.existing.spec.to_json(), "holds a finished cache")
             return True
         pending = self.cache_dir / PENDING_SPEC
         if pending.is_file():
             self._refuse_if_different(read_json(pending), "holds an unfinished extraction")
         return False
 
-    def _refuse_if_different(self, existing: dict, what: str) -> None:
-        differences = describe_differences(existing, self.spec.to_json())
+    def _check_groups(self, groups: list[GroupSpec]) -> dict[str, GroupSpec]:
+        """The groups still to write; a group of the same name made otherwise is refused."""
+        held = self.existing.groups if self.existing is not None else {}
+        new = {}
+        for group in groups:
+            if group.name in held:
+                old = held[group.name].spec.to_json()
+                where = f"column group {group.name!r} of {self.cache_dir}"
+                self._refuse_if_different(old, f"has a {where}", group.to_json())
+                continue
+            pending = group_dir(self.cache_dir, group.name) / PENDING_SPEC
+            if pending.is_file():
+                what = f"holds an unfinished column group {group.name!r}"
+                self._refuse_if_different(read_json(pending), what, group.to_json())
+            new[group.name] = group
+        return new
+
+    def _refuse_if_different(self, existing: dict, what: str, wanted: dict | None = None) -> None:
+        differences = describe_differences(existing, wanted or self.spec.to_json())
         if differences:
             raise ValueError(
                 f"{self.cache_dir} {what} made with different settings:\n  "
                 + "\n  ".join(differences)
-                + "\nUse another --out directory, or delete this one to replace it."
+                + "\nUse another --out directory (or another group name), or delete it to "
+                "replace it."
             )
 
     def split(
@@ -466,6 +506,9 @@ class CacheBuilder:
         inputs: list[str] | None = None,
         beside: str | None = None,
     ) -> SplitWriter:
+        """The base's writer of split ``name``."""
+        if self.base_complete:
+            raise RuntimeError(f"{self.cache_dir}: the base is finished; nothing to write")
         if name in self.splits:
             raise ValueError(f"split {name!r} was already written in this run")
         writer = SplitWriter(
@@ -474,44 +517,125 @@ class CacheBuilder:
         self.splits[name] = writer
         return writer
 
-    def put_shared(self, name: str, value: np.ndarray | dict | list) -> FileRecord:
-        """Store data shared by all samples (e.g. an answer vocabulary) once, in ``shared/``."""
+    def group_split(
+        self,
+        group: str,
+        name: str,
+        plan: ShardPlan | None = None,
+        clean: bool = True,
+        inputs: list[str] | None = None,
+        beside: str | None = None,
+    ) -> SplitWriter:
+        """Column group ``group``'s writer of split ``name`` (shards without json)."""
+        if name in self.group_splits[group]:
+            raise ValueError(f"split {name!r} of group {group!r} was already written in this run")
+        writer = SplitWriter(
+            group_dir(self.cache_dir, group), name, self.part_spec(group),
+            self.allow_nonfinite, plan, clean, inputs, beside, with_meta=False,
+        )  # fmt: skip
+        self.group_splits[group][name] = writer
+        return writer
+
+    def part_spec(self, group: str) -> CacheSpec:
+        """What a group's shard writer needs: the base's format and limits, the group's fields."""
+        spec = self.new_groups[group]
+        return replace(self.spec, fields=spec.fields, config=spec.config)
+
+    def put_shared(
+        self, name: str, value: np.ndarray | dict | list, group: str | None = None
+    ) -> FileRecord:
+        """Store data shared by all samples (e.g. an answer vocabulary) once, in ``shared/``
+        (the group's own, with ``group``)."""
+        root = self.cache_dir if group is None else group_dir(self.cache_dir, group)
         if isinstance(value, np.ndarray):
             from .npy import npy_bytes
 
-            path, data = self.cache_dir / SHARED_DIR / f"{name}.npy", npy_bytes(value)
+            path, data = root / SHARED_DIR / f"{name}.npy", npy_bytes(value)
         else:
             text = json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1)
-            path, data = self.cache_dir / SHARED_DIR / f"{name}.json", text.encode("utf-8")
+            path, data = root / SHARED_DIR / f"{name}.json", text.encode("utf-8")
         write_bytes_atomic(path, data)
-        self.shared[name] = file_record(self.cache_dir, path)
-        return self.shared[name]
+        record = file_record(root, path)
+        (self.shared if group is None else self.group_shared[group])[name] = record
+        return record
 
-    def record_file(self, path: str | Path) -> FileRecord:
+    def record_file(self, path: str | Path, group: str | None = None) -> FileRecord:
         """Fingerprint a file written into the cache by someone else (e.g. a FAISS index)."""
-        return file_record(self.cache_dir, Path(path))
+        root = self.cache_dir if group is None else group_dir(self.cache_dir, group)
+        return file_record(root, Path(path))
 
     def preview(self) -> Manifest:
         """The manifest of what is written so far (finished shards only); nothing is saved."""
-        records = {
-            name: SplitRecord(shards=list(writer.done)) for name, writer in self.splits.items()
-        }
-        return Manifest(spec=self.spec, splits=records, shared=dict(self.shared))
+        if self.existing is not None:
+            base = replace(self.existing, groups=dict(self.existing.groups))
+        else:
+            records = {n: SplitRecord(shards=list(w.done)) for n, w in self.splits.items()}
+            base = Manifest(spec=self.spec, splits=records, shared=dict(self.shared))
+        for name, writers in self.group_splits.items():
+            records = {n: SplitRecord(shards=list(w.done)) for n, w in writers.items()}
+            base.groups[name] = GroupRecord(
+                self.new_groups[name], records, dict(self.group_shared[name])
+            )
+        return base
 
     def finish(
-        self, indices: dict | None = None, runtime: dict | None = None, timing: dict | None = None
+        self,
+        indices: dict | None = None,
+        runtime: dict | None = None,
+        timing: dict | None = None,
+        group_indices: dict[str, dict] | None = None,
+        group_timing: dict | None = None,
     ) -> Manifest:
-        """Close every split and write the manifest: the cache exists from this moment on."""
-        records = {name: writer.close() for name, writer in self.splits.items()}
-        manifest = Manifest(
-            spec=self.spec,
-            splits=records,
-            shared=self.shared,
-            indices=indices or {},
-            runtime=runtime or {},
-            timing=timing or {},
-        )
+        """Close every split and write the manifest: the cache (or its new groups) exists from
+        this moment on. Each new group's shards must hold the base's keys, row for row."""
+        if self.existing is not None:
+            manifest = replace(self.existing, groups=dict(self.existing.groups))
+        else:
+            records = {name: writer.close() for name, writer in self.splits.items()}
+            manifest = Manifest(
+                spec=self.spec,
+                splits=records,
+                shared=self.shared,
+                indices=indices or {},
+                runtime=runtime or {},
+                timing=timing or {},
+            )
+        for name, writers in self.group_splits.items():
+            records = {split: writer.close() for split, writer in writers.items()}
+            check_aligned(self.cache_dir, manifest, name, records)
+            manifest.groups[name] = GroupRecord(
+                spec=self.new_groups[name],
+                splits=records,
+                shared=self.group_shared[name],
+                indices=(group_indices or {}).get(name, {}),
+                timing=group_timing or {},
+            )
         save_manifest(self.cache_dir, manifest)
         (self.cache_dir / PENDING_SPEC).unlink(missing_ok=True)
-        self.complete = True
+        for name in self.new_groups:
+            (group_dir(self.cache_dir, name) / PENDING_SPEC).unlink(missing_ok=True)
+        self.complete = self.base_complete = True
         return manifest
+
+
+def check_aligned(
+    cache_dir: Path, manifest: Manifest, group: str, records: dict[str, SplitRecord]
+) -> None:
+    """A group's shards hold the base's keys in the base's order, shard for shard."""
+    for split, base in manifest.splits.items():
+        if split not in records:
+            raise ValueError(f"column group {group!r} lacks split {split!r} of the base")
+        shards = records[split].shards
+        if len(shards) != len(base.shards):
+            raise ValueError(
+                f"column group {group!r}, split {split!r}: {len(shards)} shards, the base has "
+                f"{len(base.shards)}"
+            )
+        for number, (mine, theirs) in enumerate(zip(shards, base.shards, strict=True)):
+            keys = read_json(group_dir(cache_dir, group) / mine.index.name)["keys"]
+            if keys != read_json(cache_dir / theirs.index.name)["keys"]:
+                raise ValueError(
+                    f"column group {group!r}, split {split!r}, shard {number}: its keys are not "
+                    "the base's, row for row; delete "
+                    f"{group_dir(cache_dir, group)} and add the group again"
+                )
