@@ -209,26 +209,45 @@ class Extraction:
 
 
 def shards(cache: Path) -> list:
-    """Every shard record of the cache, over every split."""
+    """Every shard record of the cache's base, over every split."""
     from extract.store import load_manifest
 
     return [shard for split in load_manifest(cache).splits.values() for shard in split.shards]
 
 
+def shard_files(cache: Path) -> list[tuple[Path, int]]:
+    """Every shard file of the cache (base and column groups, offset indices included) with
+    its size in bytes."""
+    from extract.store import load_manifest
+    from extract.store.layout import group_dir
+
+    manifest = load_manifest(cache)
+    parts = [(cache, manifest.splits)]
+    parts += [(group_dir(cache, name), g.splits) for name, g in manifest.groups.items()]
+    files = []
+    for root, splits in parts:
+        for split in splits.values():
+            for shard in split.shards:
+                files += [(root / shard.file.name, shard.file.bytes)]
+                files += [(root / shard.index.name, shard.index.bytes)]
+    return files
+
+
 def member_bytes(cache: Path) -> dict[str, float]:
     """Bytes per sample of each member kind (``img_grid.npy``, ``json``, ...) of a tar cache,
-    tar header and padding included, over every sample of every split."""
+    base and column groups, tar header and padding included, over every sample of every split."""
     import tarfile
 
     totals: dict[str, int] = {}
-    samples = 0
-    for shard in shards(cache):
-        samples += shard.count
-        with tarfile.open(cache / shard.file.name) as tar:
+    for path, _ in shard_files(cache):
+        if path.suffix != ".tar":
+            continue
+        with tarfile.open(path) as tar:
             for member in tar:
                 padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 kind = member.name.split(".", 1)[1]
                 totals[kind] = totals.get(kind, 0) + member.offset_data - member.offset + padded
+    samples = sum(shard.count for shard in shards(cache))
     return {kind: total / samples for kind, total in sorted(totals.items())}
 
 

@@ -29,8 +29,16 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import WORK, Extraction, member_bytes, pick_device, record, shards
-from extract.store import load_manifest
+from benchmarks.common import (
+    WORK,
+    Extraction,
+    member_bytes,
+    pick_device,
+    record,
+    shard_files,
+    shards,
+)
+from extract.store import CacheReader
 
 COMMAND = "python -m benchmarks.int8"
 SAMPLES_FOR_COSINE = 256
@@ -45,14 +53,14 @@ def extract(storage: str, device: torch.device) -> Path:
 
 def bytes_per_sample(cache: Path) -> float:
     """Shard bytes (tar files and their offset indices) per sample, over every split."""
-    records = shards(cache)
-    stored = sum(shard.file.bytes + shard.index.bytes for shard in records)
-    return stored / sum(shard.count for shard in records)
+    stored = sum(size for _, size in shard_files(cache))  # the base's and the group's
+    return stored / sum(shard.count for shard in shards(cache))
 
 
 def quantised_fields(cache: Path) -> set[str]:
     """The fields ``--storage int8`` stores as int8: the teachers' features."""
-    return {name for name, spec in load_manifest(cache).fields.items() if spec.storage == "int8"}
+    fields = CacheReader(cache).fields  # the base's and the teachers' group's
+    return {name for name, spec in fields.items() if spec.storage == "int8"}
 
 
 def teacher_outputs(device: torch.device) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import DATA, WORK, member_bytes, pick_device, record, shards
+from benchmarks.common import DATA, WORK, member_bytes, pick_device, record, shard_files, shards
 
 COMMAND = "python -m benchmarks.layout"
 HYPOTHESES_PER_IMAGE = 10
@@ -65,9 +65,11 @@ def rewrite_plain(cache: Path) -> Path:
     """The same samples in format 2's layout: per-image fields in every sample, texts padded."""
     from extract.store import CacheBuilder, CacheReader, CacheSpec, FieldSpec
 
-    reader = CacheReader(cache)
+    reader = CacheReader(cache)  # the base and its teachers' group, as one cache
     spec = reader.manifest.spec
-    fields = {n: FieldSpec(f.name, f.shape, f.storage, f.producer) for n, f in spec.fields.items()}
+    fields = {
+        n: FieldSpec(f.name, f.shape, f.storage, f.producer) for n, f in reader.fields.items()
+    }
     plain = CacheSpec(spec.format, spec.dataset, fields, spec.task, spec.config, spec.limits)
     out = cache.with_name(cache.name + "-plain")
     builder = CacheBuilder(out, plain)
@@ -83,7 +85,7 @@ def rewrite_plain(cache: Path) -> Path:
 
 
 def file_bytes(cache: Path) -> int:
-    return sum(shard.file.bytes + shard.index.bytes for shard in shards(cache))
+    return sum(size for _, size in shard_files(cache))
 
 
 def share(members: dict[str, float], names) -> float:

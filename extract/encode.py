@@ -65,7 +65,9 @@ def encode_batch(
         if "student_regions" in plan.fields:  # the same boxes over the student's own features
             pooled = region_features(out["student_grid"], items, plan.options.max_regions)
             out["student_regions"] = pooled["regions"]
-    arrays = {name: to_numpy(value, plan.fields[name].storage) for name, value in out.items()}
+    # (a group added to a finished cache gets region counts it does not store: for its means)
+    storage = {name: spec.storage for name, spec in plan.fields.items()}
+    arrays = {name: to_numpy(value, storage.get(name, "fp32")) for name, value in out.items()}
     arrays["token_ids"] = token_ids.reshape(count, num_texts, -1).numpy()
     arrays["token_len"] = lengths.reshape(count, num_texts).numpy()
     if spans is not None:

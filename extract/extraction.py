@@ -15,29 +15,18 @@ import numpy as np
 import torch
 
 from extract.datasets import open_dataset
-from extract.datasets.base import Record
-from extract.loader import Item
+from extract.job import Job, add_to_cache, new_cache
 from extract.means import FieldMeans
-from extract.pipeline import (
-    MEANS_SUFFIX,
-    LoopOptions,
-    Timing,
-    extract_split,
-    image_identity,
-    means_path,
-    sample_meta,
-)
-from extract.plan import Plan, PlanOptions, make_plan, student_input_field
+from extract.pipeline import MEANS_SUFFIX, LoopOptions, Timing, extract_split, means_path
+from extract.plan import PlanOptions
 from extract.store import (
     CacheBuilder,
     CacheReader,
-    CacheSpec,
     Manifest,
     ShardLimits,
     ShardPlan,
     SplitWriter,
 )
-from extract.store.atomic import sha256_file
 from extract.store.lock import WriterLock
 from extract.store.world import barrier, broadcast, current, gather_to_main
 
@@ -62,6 +51,8 @@ class ExtractConfig:
     loop: LoopOptions = field(default_factory=LoopOptions)
     build_indices: bool = True
     index_memory_budget: int = 4 << 30
+    group: str | None = None  # the teachers' column group (default: named after their ids)
+    add_teachers: bool = False  # add plan.teachers as a new group to the finished cache at out
 
 
 @dataclass
@@ -71,125 +62,58 @@ class ExtractResult:
     timing: dict[str, Any]
 
 
-def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every annotation file, named relative to the dataset root."""
-    files = sorted({path for split in splits for path in adapter.input_files(split)})
-    root = Path(adapter.root)
-    return {
-        path.relative_to(root).as_posix(): {
-            "bytes": path.stat().st_size,
-            "sha256": sha256_file(path),
-        }
-        for path in files
-    }
-
-
-def cache_spec(config: ExtractConfig, adapter, plan: Plan, splits: list[str]) -> CacheSpec:
-    options = asdict(config.plan)
-    if config.loop.device_decode:  # other pixels than PIL's, so another cache (keys of the
-        # default, PIL-decoded caches stay as they were: the entry is only there when used)
-        options["image_decode"] = "torchvision decode_jpeg on the GPU, antialiased interpolate"
-    return CacheSpec(
-        format=config.format,
-        dataset={
-            "adapter": adapter.name,
-            "options": config.dataset_options,
-            "inputs": input_fingerprints(adapter, splits),
-        },
-        fields=plan.fields,
-        task=adapter.task(),
-        config={
-            **options,
-            "teachers": [plan.image.id, plan.text.id],
-            "shared_space": plan.shared_space,
-            "text_vocab_size": plan.text.vocab_size,
-            "student_input_field": student_input_field(plan),
-            "splits": splits,
-            "limit": config.limit,
-            "means_split": means_split(splits),
-        },
-        limits=config.limits,
-    )
-
-
-def means_split(splits: list[str]) -> str:
-    return "train" if "train" in splits else splits[0]
-
-
-def shard_positions(config: ExtractConfig, plan: Plan, records: dict[str, list[Record]]) -> int:
-    """Input positions per shard: ``--shard-samples``, fewer when the largest sample (fields and
-    json) times that many would pass ``--shard-mib``. Fixed before anything is encoded, so shards
-    are ranges of positions any process can write (:class:`extract.store.ShardPlan`)."""
-    fields = sum(spec.bytes_per_sample for spec in plan.fields.values())
-    meta = max(
-        (
-            len(SplitWriter.meta_bytes(record.key, sample_meta(Item(0, record, None, None), plan)))
-            for split_records in records.values()
-            for record in split_records
-        ),
-        default=0,
-    )
-    return max(1, min(config.limits.max_count, config.limits.max_bytes // (fields + meta)))
-
-
 def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = None) -> ExtractResult:
-    """Extract a cache; under ``torchrun`` every rank writes its share of each split's shards
-    and rank 0 then adds the means, the shared data, the indices and the manifest. Other ranks
-    return a result without a manifest."""
+    """Extract a cache (or, with ``add_teachers``, a new teachers' group of a finished one);
+    under ``torchrun`` every rank writes its share of each split's shards and rank 0 then adds
+    the means, the shared data, the indices and the manifest. Other ranks return a result
+    without a manifest."""
     started = time.perf_counter()
     world = current()
     adapter = open_dataset(config.dataset, config.root, **config.dataset_options)
-    splits = config.splits or adapter.splits()
-    records = {
-        split: grouped_by_image(list(adapter.records(split))[: config.limit]) for split in splits
-    }
-    check_unique_keys(records)
-    has_boxes = any(record.boxes for split in splits for record in records[split][:100])
-    plan = make_plan(config.plan, adapter.num_texts, has_boxes)
-    positions = shard_positions(config, plan, records)
-    spec = cache_spec(config, adapter, plan, splits)
+    job = add_to_cache(config, adapter) if config.add_teachers else new_cache(config, adapter)
     with contextlib.ExitStack() as held:  # rank 0's writer lock, until the cache is done
-        opened = open_writers(
-            config.out, spec, records, positions, world, means_split(splits), held
-        )
+        opened = open_writers(config.out, job, world, held)
         if opened is None:
             manifest = CacheReader(config.out).manifest
-            return ExtractResult(manifest, True, manifest.timing)
-        builder, writers, missing = opened
-        for encoder in plan.encoders:
+            return ExtractResult(manifest, True, manifest.groups[job.group.name].timing)
+        builder, parts, missing = opened
+        for encoder in job.plan.encoders:
             encoder.to(config.loop.device)
         timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
         total = Timing()
-        bytes_per_sample = sum(field.bytes_per_sample for field in plan.fields.values())
-        done = {}  # split -> the records of the shards this rank wrote
-        for split in splits:
-            writer = writers[split]
+        bytes_per_sample = sum(field.bytes_per_sample for field in job.plan.fields.values())
+        done = {}  # split -> per part, the records of the shards this rank wrote
+        for split in job.splits:
+            writers = parts[split]
             mine = missing[split][world.rank :: world.size]
             bar = None
             if progress is not None and world.main:
-                count = sum(len(range(*writer.plan.bounds(n))) for n in mine)
+                count = sum(len(range(*writers[0].plan.bounds(n))) for n in mine)
                 bar = progress(count, 0, split, bytes_per_sample)
             on_progress = None if bar is None else bar.update
             split_timing = extract_split(
-                plan, adapter, records[split], writer, config.loop, mine,
-                split == means_split(splits), on_progress,
+                job.plan, adapter, job.records[split], writers, config.loop, mine,
+                split == job.means_split, on_progress, job.expected_skips.get(split),
             )  # fmt: skip
             if bar is not None:
                 bar.close()
             timing["splits"][split] = split_timing.as_dict()
             total.add(split_timing)
-            done[split] = {n: writer.finished[n] for n in mine}
+            done[split] = [{n: writer.finished[n] for n in mine} for writer in writers]
         ranks = gather_to_main(world, {"total": total.as_dict(), "splits": timing["splits"]})
         ranks_done = gather_to_main(world, done)
         if not world.main:
             return ExtractResult(None, False, timing)
-        for split, writer in writers.items():
+        for split, writers in parts.items():
             for rank_done in ranks_done:
-                writer.add_finished(rank_done[split])
-            writer.close()
-        store_means(builder, plan, writers[means_split(splits)])
-        add_task_data(builder, plan, adapter)
-        indices, index_s = build_indices(builder, config) if config.build_indices else ({}, 0.0)
+                for writer, finished in zip(writers, rank_done[split], strict=True):
+                    writer.add_finished(finished)
+            for writer in writers:
+                writer.close()
+        for writer in parts[job.means_split]:
+            store_means(builder, job, writer)
+        add_task_data(builder, job)
+        indices, index_s = build_indices(builder, job, config) if config.build_indices else ({}, 0)
         timing.update(
             total=total.as_dict(),
             index_s=round(index_s, 3),
@@ -204,81 +128,75 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
             "device": str(config.loop.device),
             "decode": "gpu" if config.loop.device_decode else "cpu",
             "world_size": world.size,
-            "shard_positions": positions,
+            "shard_positions": job.positions,
             "on_error": config.loop.on_error,
             "torch": torch.__version__,
             "adapter_skipped": getattr(adapter, "skipped", []),
         }
-        manifest = builder.finish(indices=indices, runtime=runtime, timing=timing)
-        for stem in writers[means_split(splits)].stems():
-            means_path(stem).unlink(missing_ok=True)
+        manifest = builder.finish(
+            runtime=runtime,
+            timing=timing,
+            group_indices={job.group.name: indices},
+            group_timing={**timing, "runtime": runtime},
+        )
+        for writer in parts[job.means_split]:
+            for stem in writer.stems():
+                means_path(stem).unlink(missing_ok=True)
         return ExtractResult(manifest, False, timing)
 
 
-def grouped_by_image(records: list[Record]) -> list[Record]:
-    """The records with each image's samples together, at its first sample's place (a stable
-    grouping: the order the datasets already give when they list an image's questions
-    together), so that a shard stores each image's fields once (:func:`image_identity`)."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(image_identity(record), []).append(record)
-    return [record for group in groups.values() for record in group]
-
-
-def check_unique_keys(records: dict[str, list[Record]]) -> None:
-    for split, split_records in records.items():
-        seen: set[str] = set()
-        for record in split_records:
-            if str(record.key) in seen:
-                raise ValueError(
-                    f"split {split!r}: sample key {record.key!r} occurs twice; keys must be unique"
-                )
-            seen.add(str(record.key))
-
-
 def open_writers(
-    out: Path,
-    spec: CacheSpec,
-    records: dict[str, list[Record]],
-    positions: int,
-    world,
-    means_of: str,
-    held: contextlib.ExitStack,
-) -> tuple[CacheBuilder, dict[str, SplitWriter], dict[str, list[int]]] | None:
-    """The cache builder, a planned writer per split and the shards each split still needs, or
-    None for a finished cache.
+    out: Path, job: Job, world, held: contextlib.ExitStack
+) -> tuple[CacheBuilder, dict[str, list[SplitWriter]], dict[str, list[int]]] | None:
+    """The cache builder, per split the planned writers of the parts to write (the base unless
+    it is finished, and the teachers' group), and the shards each split still needs; or None
+    when everything asked for is there.
 
     Rank 0 alone starts the cache, takes the writer lock (into ``held``: another job writing
     the same directory is refused), finds the finished shards (those of the means split only
     with their sums beside them), removes unfinished shards' files, and tells every rank which
     shards are missing, so all deal them out alike."""
-    builder = CacheBuilder(out, spec) if world.main else None
+    builder = CacheBuilder(out, job.spec, groups=[job.group]) if world.main else None
+    if builder is not None and builder.base_complete and not job.adding and builder.new_groups:
+        held_groups = list(builder.existing.groups)
+        raise ValueError(
+            f"{out} holds a finished cache with the teachers' group(s) {held_groups}; to add "
+            f"{job.group.name!r} beside them, run the same command with --add-teachers "
+            f"{','.join(job.group.config['teachers'])} (or use another --out)"
+        )
     if broadcast(world, builder.complete if builder is not None else None):
         return None
     if world.main:
         held.enter_context(WriterLock(out))
     if builder is None:
         barrier(world)  # rank 0 has cleaned up
-        builder = CacheBuilder(out, spec, owner=False)
-    writers = {
-        split: builder.split(
-            split,
-            ShardPlan(positions, len(split_records)),
+        builder = CacheBuilder(out, job.spec, owner=False, groups=[job.group])
+    parts = {}
+    for split, records in job.records.items():
+        options = dict(
+            plan=ShardPlan(job.positions, len(records)),
             clean=world.main,
-            inputs=[str(record.key) for record in split_records],
-            beside=MEANS_SUFFIX if split == means_of else None,
+            inputs=[str(record.key) for record in records],
+            beside=MEANS_SUFFIX if split == job.means_split else None,
         )
-        for split, split_records in records.items()
-    }
+        parts[split] = [] if builder.base_complete else [builder.split(split, **options)]
+        parts[split].append(builder.group_split(job.group.name, split, **options))
     if world.main:
         barrier(world)
-    missing = broadcast(world, {s: w.missing() for s, w in writers.items()} if world.main else None)
-    return builder, writers, missing
+    missing = None
+    if world.main:
+        missing = {
+            split: sorted(set().union(*(writer.missing() for writer in writers)))
+            for split, writers in parts.items()
+        }
+    return builder, parts, broadcast(world, missing)
 
 
-def store_means(builder: CacheBuilder, plan: Plan, writer: SplitWriter) -> None:
-    """The means split's per-shard sums, added in shard order (the same whoever wrote them)."""
-    means = FieldMeans(list(plan.fields))
+def store_means(builder: CacheBuilder, job: Job, writer: SplitWriter) -> None:
+    """The means split's per-shard sums of one part's fields, added in shard order (the same
+    whoever wrote them), stored with that part (the base, or the group)."""
+    means = FieldMeans(list(writer.spec.fields))
+    group = None if writer.with_meta else job.group.name
     for stem in writer.stems():
         path = means_path(stem)
         if not path.is_file():
@@ -288,15 +206,18 @@ def store_means(builder: CacheBuilder, plan: Plan, writer: SplitWriter) -> None:
             )
         means.merge(FieldMeans.load(means.names, path))
     for name, mean in means.result().items():
-        builder.put_shared(f"mean_{name}", mean)
+        builder.put_shared(f"mean_{name}", mean, group)
 
 
-def add_task_data(builder: CacheBuilder, plan: Plan, adapter) -> None:
-    """Data shared by all samples: the VQA answer vocabulary and its teacher text embeddings."""
-    vocab = adapter.task().get("answer_vocab")
+def add_task_data(builder: CacheBuilder, job: Job) -> None:
+    """Data shared by all samples: the VQA answer vocabulary (with the base) and its text
+    teacher's embeddings (with the group)."""
+    vocab = job.spec.task.get("answer_vocab")
     if not vocab:
         return
-    builder.put_shared("answer_vocab", list(vocab))
+    if not builder.base_complete:
+        builder.put_shared("answer_vocab", list(vocab))
+    plan = job.plan
     embeddings = []
     with torch.inference_mode():
         for start in range(0, len(vocab), 256):
@@ -304,15 +225,17 @@ def add_task_data(builder: CacheBuilder, plan: Plan, adapter) -> None:
             device = next(iter(plan.text.model.parameters())).device
             out = plan.text.encode(ids.to(device), lengths.to(device))
             embeddings.append(out["global"].float().cpu().numpy())
-    builder.put_shared("answer_emb", np.concatenate(embeddings).astype(np.float32))
+    embeddings = np.concatenate(embeddings).astype(np.float32)
+    builder.put_shared("answer_emb", embeddings, job.group.name)
 
 
-def build_indices(builder: CacheBuilder, config: ExtractConfig) -> tuple[dict, float]:
-    """FAISS indices over the pooled image and text embeddings of every split."""
+def build_indices(builder: CacheBuilder, job: Job, config: ExtractConfig) -> tuple[dict, float]:
+    """FAISS indices over the group's pooled image and text embeddings of every split."""
     from extract.index import build_keyed_index
 
     started = time.perf_counter()
-    reader = CacheReader(builder.cache_dir, as_float32=True, manifest=builder.preview())
+    preview = builder.preview()
+    reader = CacheReader(builder.cache_dir, True, preview, group=job.group.name)
     indices = {}
     for split in reader.splits:
         keys, images, text_keys, texts = [], [], [], []
@@ -330,7 +253,7 @@ def build_indices(builder: CacheBuilder, config: ExtractConfig) -> tuple[dict, f
             index, info = build_keyed_index(
                 names, vectors, memory_budget_bytes=config.index_memory_budget
             )
-            paths = index.save(builder.cache_dir / "indices", f"{split}-{modality}")
-            info["files"] = [asdict(builder.record_file(path)) for path in paths]
+            paths = index.save(reader.indices_dir, f"{split}-{modality}")
+            info["files"] = [asdict(builder.record_file(path, job.group.name)) for path in paths]
             indices[f"{split}/{modality}"] = info
     return indices, time.perf_counter() - started

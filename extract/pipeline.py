@@ -98,13 +98,26 @@ class Timing:
 
 
 class ShardFiller:
-    """Writes batches into their planned shards, in input order: opens each shard at its first
-    input, finishes it (with its sums for the means, if asked) after its last."""
+    """Writes batches into their planned shards, in input order, through one writer per part of
+    the cache (the base, a column group: each with its fields): opens each shard at its first
+    input, finishes it (with its sums for the means, if asked) after its last.
 
-    def __init__(self, writer: SplitWriter, plan: Plan, with_means: bool):
-        self.writer, self.plan, self.with_means = writer, plan, with_means
+    ``expected_skips`` (adding a group to a finished base): the samples the base skipped, which
+    the group skips alike; any other sample that cannot be read is an error, since the group's
+    rows must be the base's."""
+
+    def __init__(
+        self,
+        parts: list[SplitWriter],
+        plan: Plan,
+        with_means: bool,
+        expected_skips: dict[str, str] | None = None,
+    ):
+        self.parts, self.plan, self.with_means = parts, plan, with_means
+        self.size = parts[0].plan.size
+        self.expected_skips = expected_skips
         self.number: int | None = None
-        self.means: FieldMeans | None = None
+        self.means: list[FieldMeans | None] = []
         self.finished: list[int] = []
 
     def write(self, items: list[Item], arrays: list[dict]) -> float:
@@ -112,37 +125,44 @@ class ShardFiller:
         started = time.perf_counter()
         produced = iter(arrays)
         for item in items:
-            self.enter(item.position // self.writer.plan.size)
+            self.enter(item.position // self.size)
             if item.error is not None:
                 log.warning("skipping %s: %s", item.record.key, item.error)
-                self.writer.skip(item.record.key, item.error, item.position)
+                for writer in self.parts:
+                    writer.skip(item.record.key, item.error, item.position)
             else:
-                stored = self.writer.write(
-                    item.record.key,
-                    next(produced),
-                    sample_meta(item, self.plan),
-                    item.position,
-                    image_identity(item.record),
-                )
-                if self.means is not None:
-                    self.means.add(decoded(self.plan, stored))
-            if item.position + 1 == self.writer.plan.bounds(self.number)[1]:
+                self._write(item, next(produced))
+            if item.position + 1 == self.parts[0].plan.bounds(self.number)[1]:
                 self.finish()  # its last input: the shard is done (and survives a crash now)
         return time.perf_counter() - started
+
+    def _write(self, item: Item, arrays: dict) -> None:
+        meta, image = sample_meta(item, self.plan), image_identity(item.record)
+        stored = {}
+        for writer in self.parts:
+            mine = {name: arrays[name] for name in writer.spec.fields}
+            stored.update(writer.write(item.record.key, mine, meta, item.position, image))
+        if self.with_means:  # over the stored values, with any the base has (region counts)
+            values = {**arrays, **decoded(self.plan, stored)}
+            for means in self.means:
+                means.add(values)
 
     def enter(self, number: int) -> None:
         if number == self.number:
             return
         self.finish()
-        self.writer.begin(number)
+        for writer in self.parts:
+            writer.begin(number)
         self.number = number
-        self.means = FieldMeans(list(self.plan.fields)) if self.with_means else None
+        if self.with_means:
+            self.means = [FieldMeans(list(writer.spec.fields)) for writer in self.parts]
 
     def finish(self) -> None:
         if self.number is None:
             return
-        means = self.means
-        self.writer.end(None if means is None else lambda stem: means.save(means_path(stem)))
+        for part, writer in enumerate(self.parts):
+            means = self.means[part] if self.with_means else None
+            writer.end(None if means is None else lambda stem, m=means: m.save(means_path(stem)))
         self.finished.append(self.number)
         self.number = None
 
@@ -159,13 +179,15 @@ def extract_split(
     plan: Plan,
     adapter,
     records: list[Record],
-    writer: SplitWriter,
+    parts: list[SplitWriter],
     options: LoopOptions,
     numbers: list[int],
     with_means: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    expected_skips: dict[str, str] | None = None,
 ) -> Timing:
-    """Encode and write the planned shards ``numbers`` of a split (``writer.plan``).
+    """Encode and write the planned shards ``numbers`` of a split (each part's writer has the
+    same plan): see :class:`ShardFiller` for ``expected_skips``.
 
     Batches start at each shard's first position, so a shard's bytes depend only on its own
     records, whichever process writes it and whatever was written before (kernels may pick
@@ -176,7 +198,7 @@ def extract_split(
     batches = [
         batch
         for number in numbers
-        for batch in aligned_batches(*writer.plan.bounds(number), options.batch_size)
+        for batch in aligned_batches(*parts[0].plan.bounds(number), options.batch_size)
     ]
     loader = DataLoader(
         dataset,
@@ -184,7 +206,7 @@ def extract_split(
         num_workers=options.decoders() if batches else 0,
         collate_fn=collate,
     )
-    filler = ShardFiller(writer, plan, with_means)
+    filler = ShardFiller(parts, plan, with_means, expected_skips)
     timing = Timing()
     pending: Future | None = None
     with writer_pool(options) as pool:
@@ -192,6 +214,8 @@ def extract_split(
         for items in loader:
             now = time.perf_counter()
             timing.read_s += now - ticks
+            if expected_skips is not None:
+                check_skips(items, expected_skips)
             if options.device_decode:  # may find more unreadable images
                 readable = [item for item in items if item.error is None]
                 timing.decode_fallbacks += decode_on_device(readable, keys, options.device)
@@ -220,6 +244,19 @@ def extract_split(
             filler.enter(number)
             filler.finish()
     return timing
+
+
+def check_skips(items: list[Item], expected: dict[str, str]) -> None:
+    """Skip what the base skipped, and nothing else (a group's rows are the base's rows)."""
+    for item in items:
+        key = str(item.record.key)
+        if key in expected:
+            item.error = f"skipped by the base: {expected[key]}"
+        elif item.error is not None:
+            raise ValueError(
+                f"{key}: {item.error}; the base holds this sample, so a column group cannot skip "
+                "it: restore the file as it was when the cache was extracted"
+            )
 
 
 def aligned_batches(start: int, stop: int, size: int) -> list[list[int]]:

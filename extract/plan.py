@@ -163,6 +163,8 @@ PER_IMAGE = (
     "regions", "region_boxes", "region_count", "student_regions",
 )  # fmt: skip
 RAGGED = ("txt_tok", "token_ids", "token_spans")
+# The base's fields (the student's inputs); every other field is a teachers' column group's.
+BASE_FIELDS = ("pixels", "student_grid", "student_regions", "region_boxes", "region_count")
 
 
 def stored_alike(spec: FieldSpec) -> FieldSpec:

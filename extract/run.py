@@ -56,14 +56,16 @@ class Progress:
         self.bar.close()
 
 
-def summary(result: ExtractResult, out: Path) -> str:
+def summary(result: ExtractResult, out: Path, group: str) -> str:
     manifest = result.manifest
     state = "cache hit: nothing to do" if result.cache_hit else "written"
     lines = [f"cache {out}  key {manifest.cache_key[:16]}  ({state})"]
+    lines.append(f"column groups: {', '.join(manifest.groups)}; this run's: {group}")
+    timing = result.timing
     columns = ("samples", "skipped", "read s", "encode s", "write s", "samples/s", "MiB")
     lines.append(f"{'split':<14}" + "".join(f"{name:>10}" for name in columns))
     for split, record in manifest.splits.items():
-        t = manifest.timing.get("splits", {}).get(split, {})
+        t = timing.get("splits", {}).get(split, {})
         size = sum(shard.file.bytes for shard in record.shards) / 2**20
         busy = t.get("busy_s", 0) or 0
         rate = t.get("samples", 0) / busy if busy else 0
@@ -73,12 +75,18 @@ def summary(result: ExtractResult, out: Path) -> str:
             f"{split:<14}"
             + "".join(f"{v:>10}" if isinstance(v, int) else f"{v:>10.1f}" for v in values)
         )
-    for name, info in manifest.indices.items():
+    for name, info in manifest.groups[group].indices.items():
         recall = info.get("recall_at_10")
         lines.append(
             f"index {name}: {info.get('kind')} over {info.get('n')} vectors, recall@10 {recall}"
         )
     return "\n".join(lines)
+
+
+def group_of(config: ExtractConfig) -> str:
+    from extract.job import group_name
+
+    return config.group or group_name(config.plan.teachers)
 
 
 @click.command(context_settings={"show_default": True})
@@ -193,6 +201,20 @@ def summary(result: ExtractResult, out: Path) -> str:
     "on_invalid_label=skip (snli_ve).",
 )
 @click.option("--no-index", is_flag=True, help="Skip building the FAISS indices.")
+@click.option(
+    "--add-teachers",
+    default=None,
+    metavar="IDS",
+    help="Add these teachers (ids as for --teachers) to the finished cache at --out as a new "
+    "column group; the base and the groups already there are not touched. Give the same "
+    "--dataset and --root as the cache was extracted with.",
+)
+@click.option(
+    "--group",
+    default=None,
+    help="Name of the teachers' column group [default: from their ids, e.g. "
+    "effnet-lite0-minilm]; train.run --teachers NAME picks it.",
+)
 def main(**options) -> None:
     """Run the frozen teachers once over every image and text of a dataset and write a feature
     cache (shards, manifest, FAISS indices) that training runs reuse. Re-running the same command
@@ -215,7 +237,7 @@ def main(**options) -> None:
         out=options["out"],
         splits=list(options["splits"]) or None,
         plan=PlanOptions(
-            teachers=options["teachers"],
+            teachers=options["add_teachers"] or options["teachers"],
             student_input=options["student_input"],
             storage=options["storage"],
             image_tokens=not options["no_image_tokens"],
@@ -236,6 +258,8 @@ def main(**options) -> None:
             options["decode"],
         ),
         build_indices=not options["no_index"],
+        group=options["group"],
+        add_teachers=options["add_teachers"] is not None,
     )
     try:
         result = run_extraction(config, Progress)
@@ -245,7 +269,7 @@ def main(**options) -> None:
     finally:
         stop()
     if world.main:
-        click.echo(summary(result, config.out))
+        click.echo(summary(result, config.out, group_of(config)))
 
 
 if __name__ == "__main__":

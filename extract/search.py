@@ -17,7 +17,7 @@ from extract.store import CacheReader
 
 
 def default_split(cache: CacheReader) -> str:
-    splits = [name.split("/")[0] for name in cache.manifest.indices]
+    splits = [name.split("/")[0] for name in cache.indices]
     if not splits:
         raise click.ClickException(
             f"{cache.cache_dir} has no FAISS indices (made with --no-index?); extract without it"
@@ -28,7 +28,7 @@ def default_split(cache: CacheReader) -> str:
 def encode_query(cache: CacheReader, text: str) -> np.ndarray:
     from extract.encoders import TextEncoder, create_encoders
 
-    config = cache.manifest.spec.config
+    config = cache.config
     encoders = create_encoders(config["teachers"][1], config.get("max_text_length", 64))
     (encoder,) = [e for e in encoders if isinstance(e, TextEncoder)]
     if cache.fields["txt_emb"].producer != encoder.fingerprint:
@@ -64,20 +64,26 @@ def show(cache: CacheReader, split: str, hits: list[tuple[str, float]], title: s
     "--split", default=None, help="Split whose index is searched (default: train, else the first)."
 )
 @click.option("-k", "count", default=5, help="Number of neighbours.")
-def main(cache_dir: str, text: str | None, key: str | None, split: str | None, count: int) -> None:
+@click.option(
+    "--teachers", default=None, help="Column group whose indices are searched [default: the first]."
+)
+def main(
+    cache_dir: str, text: str | None, key: str | None, split: str | None, count: int,
+    teachers: str | None,
+) -> None:  # fmt: skip
     """Print the samples nearest to a text or to a sample's image, with their texts."""
     from extract.index import KeyedIndex
 
     if (text is None) == (key is None):
         raise click.UsageError("give exactly one of --text and --key")
-    cache = CacheReader(cache_dir, as_float32=True)
+    cache = CacheReader(cache_dir, as_float32=True, group=teachers)
     split = split or default_split(cache)
-    indices = cache.cache_dir / "indices"
+    indices = cache.indices_dir
     if text is not None:
         query = encode_query(cache, text)
         hits = KeyedIndex.load(indices, f"{split}-text").search(query, count)[0]
         show(cache, split, hits, f"texts nearest to {text!r} in {split}:")
-        if cache.manifest.spec.config.get("shared_space"):
+        if cache.config.get("shared_space"):
             hits = KeyedIndex.load(indices, f"{split}-image").search(query, count)[0]
             show(cache, split, hits, f"images nearest to {text!r} in {split}:")
         return

@@ -82,8 +82,16 @@ def low_shot_keys(
 class KeyedSamples(Dataset):
     """Samples of a split by key; the reader is opened in each DataLoader worker."""
 
-    def __init__(self, cache_dir: Path, split: str, keys: list[str], fields: list[str]):
+    def __init__(
+        self,
+        cache_dir: Path,
+        split: str,
+        keys: list[str],
+        fields: list[str],
+        group: str | None = None,
+    ):
         self.cache_dir, self.split, self.keys, self.fields = cache_dir, split, keys, fields
+        self.group = group
         self._reader = None
 
     def __len__(self) -> int:
@@ -91,7 +99,8 @@ class KeyedSamples(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if self._reader is None:
-            self._reader = CacheReader(self.cache_dir).split(self.split, self.fields)
+            cache = CacheReader(self.cache_dir, group=self.group)
+            self._reader = cache.split(self.split, self.fields)
         return self._reader[self.keys[index]]
 
 
@@ -235,23 +244,25 @@ def train_loader(
     epoch,
     pool: list[str] | None = None,
     world: World = ONE_PROCESS,
+    group: str | None = None,
 ):
-    """Stream the whole split, or read a subset by key; shuffled with ``seed`` and ``epoch``.
+    """Stream the whole split, or read a subset by key (with the column group ``group``);
+    shuffled with ``seed`` and ``epoch``.
     With a ``pool`` (``--distill-pool all``) every batch also holds as many pool samples.
     ``batch_size`` is per rank: under DDP a global batch holds ``batch_size x world.size``."""
     global_batch = batch_size * world.size
     if pool:
-        dataset = KeyedSamples(Path(cache_dir), split, keys + pool, fields)
+        dataset = KeyedSamples(Path(cache_dir), split, keys + pool, fields, group)
         sampler = PooledBatches(len(keys), len(pool), global_batch, seed, epoch, world)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate)
     if full_split:
         stream = StreamingDataset(
             cache_dir, split, fields, as_float32=False, shuffle=True, seed=seed,
-            rank=world.rank, world_size=world.size,
+            rank=world.rank, world_size=world.size, group=group,
         )  # fmt: skip
         stream.set_epoch(epoch)
         return DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    dataset = KeyedSamples(Path(cache_dir), split, keys, fields)
+    dataset = KeyedSamples(Path(cache_dir), split, keys, fields, group)
     if world.distributed:
         sampler = RankBatches(len(keys), global_batch, seed, epoch, world)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate)
@@ -278,8 +289,8 @@ def batches_per_epoch(
     return batches
 
 
-def eval_loader(cache_dir, split, keys, fields, collate, batch_size, workers):
-    dataset = KeyedSamples(Path(cache_dir), split, keys, fields)
+def eval_loader(cache_dir, split, keys, fields, collate, batch_size, workers, group=None):
+    dataset = KeyedSamples(Path(cache_dir), split, keys, fields, group)
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
     )

@@ -220,9 +220,9 @@ def plot_differences(path: Path, rows: list[dict], split: str) -> None:
 
 def pairing_notes(spec: GridSpec) -> list[str]:
     """Which question the distillation comparisons answer for each student-teacher pairing."""
-    from extract.store import load_manifest
+    from extract.store import CacheReader
 
-    teachers = load_manifest(next(iter(spec.caches.values()))).spec.config.get("teachers", [])
+    teachers = CacheReader(next(iter(spec.caches.values()))).config.get("teachers", [])
     notes = []
     for student in spec.students:
         source = student.partition(":")[2] if student.startswith("visualbert-init:") else None

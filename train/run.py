@@ -45,6 +45,12 @@ def pick_device(name: str) -> str:
     help="Feature cache made by python -m extract.run.",
 )
 @click.option(
+    "--teachers",
+    default=None,
+    help="The cache's teachers' column group to distil (its name, or one of its teacher ids); "
+    "default: the group extracted with the cache.",
+)
+@click.option(
     "--task",
     type=click.Choice(TASKS),
     default=None,
@@ -259,6 +265,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         cache=options["cache"],
         out=out,
         task=options["task"],
+        teachers=options["teachers"],
         distill=distill,
         confidence=options["confidence"],
         train_split=options["train_split"],

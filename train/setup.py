@@ -48,7 +48,7 @@ def choose_visual_field(cache: CacheReader, requested: str) -> str:
     """``--student-visual``: ``auto`` is the cache's student input (pixels or a frozen grid)."""
     name = requested
     if requested == "auto":
-        name = cache.manifest.spec.config.get("student_input_field", "pixels")
+        name = cache.config.get("student_input_field", "pixels")
     usable = [
         n for n in cache.fields if n in ("pixels", "student_grid", "img_grid", *REGION_FIELDS)
     ]

@@ -63,6 +63,7 @@ class TrainConfig:
     cache: Path
     out: Path
     task: str | None = None
+    teachers: str | None = None  # the cache's column group distilled (default: its first)
     distill: DistillConfig = field(default_factory=DistillConfig)
     confidence: str = "auto"
     train_split: str = "train"
@@ -99,7 +100,7 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         self.world = distributed.current()
         self.device = distributed.device_of(self.world, str(config.device))
-        self.cache = CacheReader(config.cache)
+        self.cache = CacheReader(config.cache, group=config.teachers)
         self.task = resolve_task(config.task, self.cache.manifest.task, config.cache)
         self.visual = choose_visual_field(self.cache, config.student_visual)
         probe = self.probe_student()
@@ -177,9 +178,8 @@ class Trainer:
         if self.config.distill.mode != "mad" or self.confidence == "none":
             return {}
         fields = ["zeroshot"] if self.confidence == "zeroshot" else ["img_emb", "txt_emb"]
-        reader = CacheReader(self.config.cache, as_float32=True).split(
-            self.config.train_split, fields
-        )
+        reader = CacheReader(self.config.cache, as_float32=True, group=self.cache.group)
+        reader = reader.split(self.config.train_split, fields)
         samples = [reader[key] for key in keys]
         collate = Collate(self.task, self.visual)
         gold = [collate.gold(s["meta"]) for s in samples]
@@ -216,7 +216,7 @@ class Trainer:
             visual_field=self.visual,
             visual_kind=visual_kind(self.cache, self.visual),
             visual_shape=self.cache.fields[self.visual].shape,
-            vocab_size=int(self.cache.manifest.spec.config["text_vocab_size"]),
+            vocab_size=int(self.cache.config["text_vocab_size"]),
             max_text_len=self.cache.fields["token_ids"].shape[-1],
             dropout=self.config.dropout,
             tokenizer=self.config.student_tokenizer,
@@ -291,6 +291,7 @@ class Trainer:
                     epoch,
                     pool,
                     self.world,
+                    group=self.cache.group,
                 )
                 bar = None
                 if progress is not None and self.world.main:
@@ -369,6 +370,7 @@ class Trainer:
             collate.inputs_only(),
             self.config.batch_size,
             self.config.workers,
+            group=self.cache.group,
         )
 
     def batch_loss(
@@ -512,7 +514,8 @@ class Trainer:
         return {
             "config": config_json(self.config),
             "cache": str(self.config.cache),
-            "cache_key": self.cache.manifest.cache_key,
+            "cache_key": self.cache.cache_key,
+            "teachers": self.cache.group,
             "task": self.task.name,
             "confidence": self.confidence if self.config.distill.mode == "mad" else "none",
             "student": self.describe_student(),

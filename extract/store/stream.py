@@ -86,14 +86,16 @@ class StreamingDataset(IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        group: str | None = None,
     ):
+        """``group``: the column group read with the base (default: the cache's first)."""
         super().__init__()
         self.cache_dir, self.split = Path(cache_dir), split
         self.fields = None if fields is None else list(fields)
         self.as_float32, self.shuffle = as_float32, shuffle
         self.buffer_size, self.seed, self.epoch = buffer_size, seed, 0
-        self.rank, self.world_size = rank, world_size
-        reader = CacheReader(self.cache_dir, as_float32).split(split, self.fields)  # fail early
+        self.rank, self.world_size, self.group = rank, world_size, group
+        reader = CacheReader(self.cache_dir, as_float32, group=group).split(split, self.fields)
         self.num_samples = len(reader)
 
     def set_epoch(self, epoch: int) -> None:
@@ -103,7 +105,8 @@ class StreamingDataset(IterableDataset):
     def __iter__(self) -> Iterator[Sample]:
         rank, world_size = rank_and_world(self.rank, self.world_size)
         slot, slots = consumer_slot(rank, world_size)
-        split = CacheReader(self.cache_dir, self.as_float32).split(self.split, self.fields)
+        cache = CacheReader(self.cache_dir, self.as_float32, group=self.group)
+        split = cache.split(self.split, self.fields)
         order = list(range(len(split.shards)))
         if self.shuffle:
             random.Random(f"{self.seed}/{self.epoch}").shuffle(order)

@@ -1,0 +1,206 @@
+"""What one extraction writes: the records of each split in order, the plan (teachers, fields),
+the base's spec and the teachers' column group, and the shard plan.
+
+A new cache gets a base (keys, json, the student's inputs) and one column group (the teachers'
+fields). ``--add-teachers`` adds another group to a finished cache: the same records in the
+same order (the dataset's files must be the ones the cache was made from), the base's shard
+plan, and the samples the base skipped skipped alike.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from extract.datasets.base import Record
+from extract.loader import Item
+from extract.pipeline import image_identity, sample_meta
+from extract.plan import BASE_FIELDS, Plan, make_plan, student_input_field
+from extract.store import (
+    CacheSpec,
+    GroupSpec,
+    ShardLimits,
+    SplitWriter,
+    describe_differences,
+    load_manifest,
+)
+from extract.store.atomic import sha256_file
+
+# the settings that shape the base's bytes, and those that shape a teachers' group's
+BASE_OPTIONS = ("student_input", "max_regions")  # student_grid's storage: in its field
+GROUP_OPTIONS = ("teachers", "storage", "image_tokens", "text_tokens", "max_text_length")
+
+
+@dataclass
+class Job:
+    spec: CacheSpec  # the base
+    group: GroupSpec  # the teachers' fields
+    plan: Plan  # its fields: those this run writes
+    records: dict[str, list[Record]]
+    positions: int  # input positions per shard
+    adding: bool = False  # the base is finished: only the group is written
+    expected_skips: dict[str, dict[str, str]] = field(default_factory=dict)  # split -> key: why
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.records)
+
+    @property
+    def means_split(self) -> str:
+        return means_split(self.splits)
+
+
+def group_name(teachers: str) -> str:
+    """A group's default name, from its teacher ids: ``effnet-lite0,minilm`` ->
+    ``effnet-lite0-minilm``, ``openclip:ViT-L-14/openai`` -> ``openclip-vit-l-14-openai``."""
+    return re.sub(r"[^a-z0-9]+", "-", teachers.lower()).strip("-") or "teachers"
+
+
+def means_split(splits: list[str]) -> str:
+    return "train" if "train" in splits else splits[0]
+
+
+def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every annotation file, named relative to the dataset root."""
+    files = sorted({path for split in splits for path in adapter.input_files(split)})
+    root = Path(adapter.root)
+    return {
+        path.relative_to(root).as_posix(): {
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+        }
+        for path in files
+    }
+
+
+def read_records(adapter, splits: list[str], limit: int | None) -> dict[str, list[Record]]:
+    records = {split: grouped_by_image(list(adapter.records(split))[:limit]) for split in splits}
+    check_unique_keys(records)
+    return records
+
+
+def grouped_by_image(records: list[Record]) -> list[Record]:
+    """The records with each image's samples together, at its first sample's place (a stable
+    grouping: the order the datasets already give when they list an image's questions
+    together), so that a shard stores each image's fields once (:func:`image_identity`)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(image_identity(record), []).append(record)
+    return [record for group in groups.values() for record in group]
+
+
+def check_unique_keys(records: dict[str, list[Record]]) -> None:
+    for split, split_records in records.items():
+        seen: set[str] = set()
+        for record in split_records:
+            if str(record.key) in seen:
+                raise ValueError(
+                    f"split {split!r}: sample key {record.key!r} occurs twice; keys must be unique"
+                )
+            seen.add(str(record.key))
+
+
+def new_cache(config, adapter) -> Job:
+    """A base and its first teachers' group, from the command's settings."""
+    splits = config.splits or adapter.splits()
+    records = read_records(adapter, splits, config.limit)
+    has_boxes = any(record.boxes for split in splits for record in records[split][:100])
+    plan = make_plan(config.plan, adapter.num_texts, has_boxes)
+    base_fields = {n: f for n, f in plan.fields.items() if n in BASE_FIELDS}
+    options = {**asdict(config.plan), **decode_setting(config)}
+    spec = CacheSpec(
+        format=config.format,
+        dataset=dataset_spec(config, adapter, splits),
+        fields=base_fields,
+        task=adapter.task(),
+        config={
+            **{name: options[name] for name in BASE_OPTIONS},
+            **decode_setting(config),
+            "student_input_field": student_input_field(plan),
+            "splits": splits,
+            "limit": config.limit,
+            "means_split": means_split(splits),
+        },
+        limits=config.limits,
+    )
+    group = group_spec(config, plan, {n: f for n, f in plan.fields.items() if n not in base_fields})
+    positions = shard_positions(config.limits, plan, records)
+    return Job(spec, group, plan, records, positions)
+
+
+def add_to_cache(config, adapter) -> Job:
+    """A new teachers' group for the finished cache at ``config.out``."""
+    try:
+        manifest = load_manifest(config.out)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--add-teachers: {config.out} holds no finished cache to add teachers to; extract "
+            "it first (the same command without --add-teachers)"
+        ) from None
+    base = manifest.spec
+    splits, limit = base.config["splits"], base.config["limit"]
+    differences = describe_differences(base.dataset, dataset_spec(config, adapter, splits))
+    if differences:
+        raise ValueError(
+            f"--add-teachers: the dataset at {config.root} is not the one {config.out} was "
+            "extracted from:\n  " + "\n  ".join(differences)
+        )
+    records = read_records(adapter, splits, limit)
+    # no student input: the base has it; the group's plan is the teachers' fields alone
+    options = replace(config.plan, max_regions=base.config["max_regions"])
+    plan = make_plan(options, adapter.num_texts, "region_boxes" in base.fields)
+    plan.fields = {n: f for n, f in plan.fields.items() if n not in BASE_FIELDS}
+    plan.student = plan.image
+    skips = {
+        split: {entry["key"]: entry["reason"] for entry in manifest.splits[split].skipped}
+        for split in splits
+    }
+    positions = manifest.runtime["shard_positions"]
+    return Job(base, group_spec(config, plan, plan.fields), plan, records, positions, True, skips)
+
+
+def dataset_spec(config, adapter, splits: list[str]) -> dict[str, Any]:
+    return {
+        "adapter": adapter.name,
+        "options": config.dataset_options,
+        "inputs": input_fingerprints(adapter, splits),
+    }
+
+
+def decode_setting(config) -> dict[str, str]:
+    if not config.loop.device_decode:  # the default, PIL-decoded caches keep their keys
+        return {}
+    return {"image_decode": "torchvision decode_jpeg on the GPU, antialiased interpolate"}
+
+
+def group_spec(config, plan: Plan, fields: dict) -> GroupSpec:
+    options = asdict(config.plan)
+    return GroupSpec(
+        name=config.group or group_name(config.plan.teachers),
+        fields=fields,
+        config={
+            **{name: options[name] for name in GROUP_OPTIONS},
+            **decode_setting(config),
+            "teachers": [plan.image.id, plan.text.id],
+            "shared_space": plan.shared_space,
+            "text_vocab_size": plan.text.vocab_size,
+        },
+    )
+
+
+def shard_positions(limits: ShardLimits, plan: Plan, records: dict[str, list[Record]]) -> int:
+    """Input positions per shard: ``--shard-samples``, fewer when the largest sample (fields and
+    json) times that many would pass ``--shard-mib``. Fixed before anything is encoded, so shards
+    are ranges of positions any process can write (:class:`extract.store.ShardPlan`)."""
+    fields = sum(spec.bytes_per_sample for spec in plan.fields.values())
+    meta = max(
+        (
+            len(SplitWriter.meta_bytes(record.key, sample_meta(Item(0, record, None, None), plan)))
+            for split_records in records.values()
+            for record in split_records
+        ),
+        default=0,
+    )
+    return max(1, min(limits.max_count, limits.max_bytes // (fields + meta)))
