@@ -54,8 +54,22 @@ class Job:
 
 def group_name(teachers: str) -> str:
     """A group's default name, from its teacher ids: ``effnet-lite0,minilm`` ->
-    ``effnet-lite0-minilm``, ``openclip:ViT-L-14/openai`` -> ``openclip-vit-l-14-openai``."""
-    return re.sub(r"[^a-z0-9]+", "-", teachers.lower()).strip("-") or "teachers"
+    ``effnet-lite0-minilm``, ``openclip:ViT-L-14/openai`` -> ``openclip-vit-l-14-openai``; a
+    local file or folder counts by its name (``openclip:/m/tiny.json@/m/tiny.pt`` ->
+    ``openclip-tiny``)."""
+    labels = []
+    for teacher in teachers.split(","):
+        source, colon, rest = teacher.strip().partition(":")
+        if not colon:
+            source, rest = "", source
+        rest, _, _ = rest.partition("@")  # a checkpoint's path: in the fingerprint, not the name
+        body, random = (
+            (rest[: -len(":random")], "random") if rest.endswith(":random") else (rest, "")
+        )
+        if body.startswith(("/", ".", "~")):
+            body = Path(body).stem
+        labels.append("-".join(part for part in (source, body, random) if part))
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(labels).lower()).strip("-") or "teachers"
 
 
 def means_split(splits: list[str]) -> str:

@@ -271,7 +271,8 @@ class Manifest:
             runtime=self.runtime,
             timing=self.timing,
             bytes_per_sample=sum(f.bytes_per_sample for f in self.spec.fields.values()),
-            groups={name: group.to_json(self.cache_key) for name, group in self.groups.items()},
+            # a list: the order groups were added in (the first is a reader's default)
+            groups=[group.to_json(self.cache_key) for group in self.groups.values()],
             cache_key=self.cache_key,
         )
         return data
@@ -285,7 +286,7 @@ class Manifest:
             indices=data.get("indices", {}),
             runtime=data.get("runtime", {}),
             timing=data.get("timing", {}),
-            groups={name: GroupRecord.from_json(g) for name, g in data.get("groups", {}).items()},
+            groups={g["name"]: GroupRecord.from_json(g) for g in data.get("groups", [])},
         )
 
 
@@ -318,10 +319,10 @@ def load_manifest(cache_dir: str | Path) -> Manifest:
             f"{path}: the stored cache_key {stored_key} does not match the key of the manifest's "
             f"own contents ({manifest.cache_key}); manifest edited or damaged: extract again"
         )
-    for name, group in manifest.groups.items():
-        if data["groups"][name].get("key") != group.spec.key(manifest.cache_key):
+    for group, stored in zip(manifest.groups.values(), data.get("groups", []), strict=True):
+        if stored.get("key") != group.spec.key(manifest.cache_key):
             raise ValueError(
-                f"{path}: the key of column group {name!r} does not match its contents; "
+                f"{path}: the key of column group {group.spec.name!r} does not match its contents; "
                 "manifest edited or damaged: extract again"
             )
     return manifest
