@@ -84,30 +84,39 @@ def machine(device: torch.device) -> str:
     return text
 
 
-def met(key: str, value: Any) -> bool | None:
-    """Whether ``value`` meets the key's target (every entry, for per-size figures)."""
-    if key not in TARGETS:
+def met(key: str, value: Any, target: tuple[str, float] | None = None) -> bool | None:
+    """Whether ``value`` meets the key's target (every entry, for per-size figures); ``target``:
+    one measured in the same run (e.g. a share of the bytes), instead of a fixed one."""
+    if target is None and key not in TARGETS:
         return None
-    comparison, threshold = TARGETS[key]
+    comparison, threshold = target or TARGETS[key]
     values = list(value.values()) if isinstance(value, dict) else [value]
     if comparison == ">=":
         return all(v >= threshold for v in values)
     return all(v <= threshold for v in values)
 
 
-def target_text(key: str) -> str:
-    if key not in TARGETS:
+def target_text(key: str, target: tuple[str, float] | None = None) -> str:
+    if target is None and key not in TARGETS:
         return "reported"
-    comparison, threshold = TARGETS[key]
+    comparison, threshold = target or TARGETS[key]
     return f"{comparison} {threshold:g}"
 
 
-def record(key: str, value: Any, command: str, device: torch.device, details: dict) -> dict:
-    """Merge one figure into ``results.json`` (atomically) and print it."""
+def record(
+    key: str,
+    value: Any,
+    command: str,
+    device: torch.device,
+    details: dict,
+    target: tuple[str, float] | None = None,
+) -> dict:
+    """Merge one figure into ``results.json`` (atomically) and print it. ``target``: a target
+    measured in this run (see :func:`met`)."""
     entry = {
         "value": value,
-        "target": target_text(key),
-        "met": met(key, value),
+        "target": target_text(key, target),
+        "met": met(key, value, target),
         "command": command,
         "machine": machine(device),
         "date": date.today().isoformat(),
@@ -215,15 +224,19 @@ def shards(cache: Path) -> list:
     return [shard for split in load_manifest(cache).splits.values() for shard in split.shards]
 
 
-def shard_files(cache: Path) -> list[tuple[Path, int]]:
-    """Every shard file of the cache (base and column groups, offset indices included) with
-    its size in bytes."""
+def shard_files(cache: Path, groups: list[str] | None = None) -> list[tuple[Path, int]]:
+    """Every shard file of the cache (base and column groups, or only the ``groups`` named;
+    offset indices included) with its size in bytes."""
     from extract.store import load_manifest
     from extract.store.layout import group_dir
 
     manifest = load_manifest(cache)
     parts = [(cache, manifest.splits)]
-    parts += [(group_dir(cache, name), g.splits) for name, g in manifest.groups.items()]
+    parts += [
+        (group_dir(cache, name), g.splits)
+        for name, g in manifest.groups.items()
+        if groups is None or name in groups
+    ]
     files = []
     for root, splits in parts:
         for split in splits.values():
@@ -233,13 +246,13 @@ def shard_files(cache: Path) -> list[tuple[Path, int]]:
     return files
 
 
-def member_bytes(cache: Path) -> dict[str, float]:
+def member_bytes(cache: Path, groups: list[str] | None = None) -> dict[str, float]:
     """Bytes per sample of each member kind (``img_grid.npy``, ``json``, ...) of a tar cache,
     base and column groups, tar header and padding included, over every sample of every split."""
     import tarfile
 
     totals: dict[str, int] = {}
-    for path, _ in shard_files(cache):
+    for path, _ in shard_files(cache, groups):
         if path.suffix != ".tar":
             continue
         with tarfile.open(path) as tar:

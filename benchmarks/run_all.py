@@ -23,6 +23,7 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
     "reader_memory": (False, ("reader_memory_growth",)),
     "ranks": (False, ("extract_ranks_max_abs_diff", "ddp_equivalence_max_abs_diff")),
     "layout": (True, ("image_dedup_bytes_ratio", "ragged_text_bytes_ratio")),
+    "groups": (True, ("column_read_bytes_ratio", "add_group_time_ratio")),
     "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
     "int8": (
         True,

@@ -103,3 +103,16 @@ def test_layout_script(tmp_path):
     assert dedup["value"] == 0.1 and dedup["details"]["samples"] == 40
     text = ragged["details"]["text_bytes_per_sample"]
     assert 0 < ragged["value"] == round(text["ragged"] / text["padded"], 4) < 1
+
+
+@pytest.mark.slow
+def test_groups_script(tmp_path):
+    results = run_script(tmp_path, "groups", "--samples", "8", "--device", "cpu")
+    reads, added = results["column_read_bytes_ratio"], results["add_group_time_ratio"]
+    details = reads["details"]
+    assert details["samples"] == 8
+    assert reads["value"] == round(
+        details["text_only_bytes_read"] / details["all_fields_bytes_read"], 4
+    )
+    assert 0 < reads["value"] < 1 and reads["target"].startswith("<= ")
+    assert 0 < added["value"] < 1 and len(added["details"]["seconds"]["add"]) == 2
