@@ -161,3 +161,29 @@ def test_verify_and_the_reader_catch_a_group_out_of_line(tmp_path):
         next(iter(CacheReader(out).split("train")))
     shutil.rmtree(out / "groups")
     assert any("groups/" in problem for problem in verify_cache(out).problems)
+
+
+@pytest.mark.parametrize("fmt", ["wds", "hdf5"])
+def test_a_group_reads_back_in_both_formats(tmp_path, fmt):
+    """A group added to a cache reads back as the same group extracted with the cache."""
+    root = write_snli_ve(tmp_path / "data", {"train": 4})
+    teacher, _ = write_tiny_clip(tmp_path)
+    args = ["--dataset", "snli_ve", "--root", str(root), "--no-index", *FAST, "--format", fmt]
+    args += ["--max-text-length", "16"]
+    out, fresh = tmp_path / "cache", tmp_path / "fresh"
+    assert (
+        run([*args, "--out", str(out), "--teachers", "effnet-lite0:random,minilm"]).exit_code == 0
+    )
+    assert run([*args, "--out", str(out), "--add-teachers", teacher]).exit_code == 0
+    assert run([*args, "--out", str(fresh), "--teachers", teacher]).exit_code == 0
+    assert verify_cache(out).ok
+    added = CacheReader(out, group="openclip-tiny-clip").split("train")
+    alone = CacheReader(fresh).split("train")
+    assert added.keys() == alone.keys()
+    for key in alone.keys():
+        got, want = added[key], alone[key]
+        assert set(got) == set(want)
+        for name in ("img_grid", "txt_tok", "token_ids", "zeroshot", "pixels"):
+            assert np.array_equal(got[name], want[name]), name
+    only_text = CacheReader(out, group="openclip-tiny-clip").split("train", ["txt_emb"])
+    assert set(next(iter(only_text))) == {"__key__", "meta", "txt_emb"}
