@@ -187,3 +187,64 @@ def test_a_group_reads_back_in_both_formats(tmp_path, fmt):
             assert np.array_equal(got[name], want[name]), name
     only_text = CacheReader(out, group="openclip-tiny-clip").split("train", ["txt_emb"])
     assert set(next(iter(only_text))) == {"__key__", "meta", "txt_emb"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["wds", "hdf5"])
+def test_an_interrupted_addition_resumes_byte_identical(tmp_path, fmt):
+    from dataclasses import replace
+
+    from extract.extraction import run_extraction
+    from tests.extract.test_run import StopAfter, small_config, tree
+
+    root = write_snli_ve(tmp_path / "data", {"train": 7, "dev": 1})
+
+    def adding(out):
+        config = small_config(root, out, fmt)
+        plan = replace(config.plan, teachers="effnet-lite0:random,minilm:random")
+        return replace(config, plan=plan, add_teachers=True)
+
+    for name in ("whole", "cut"):
+        run_extraction(small_config(root, tmp_path / name, fmt))
+    base = tree(tmp_path / "cut")
+    run_extraction(adding(tmp_path / "whole"))
+    with pytest.raises(KeyboardInterrupt):
+        run_extraction(adding(tmp_path / "cut"), StopAfter(batches=1))
+    group = tmp_path / "cut" / "groups" / "effnet-lite0-random-minilm-random"
+    assert (group / "extraction-in-progress.json").is_file()
+    assert len(CacheReader(tmp_path / "cut").manifest.groups) == 1  # not added yet
+    assert {name: tree(tmp_path / "cut")[name] for name in base} == base
+    resumed = run_extraction(adding(tmp_path / "cut"))
+    assert resumed.timing["splits"]["train"]["samples"] < 7  # finished shards not written again
+    assert tree(tmp_path / "cut") == tree(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("fmt", ["wds", "hdf5"])
+def test_a_text_only_run_never_reads_the_image_grid(tmp_path, fmt):
+    """With every group shard's img_grid destroyed, the fields a text-only run reads still
+    read; the image grid itself does not."""
+    import h5py
+
+    root = write_snli_ve(tmp_path / "data", {"train": 4})
+    out = tmp_path / "cache"
+    args = ["--dataset", "snli_ve", "--root", str(root), "--no-index", *FAST, "--format", fmt]
+    assert run([*args, "--out", str(out), "--max-text-length", "16"]).exit_code == 0
+    cache = CacheReader(out)
+    folder = cache.group_dir / "train"
+    for shard in sorted(folder.glob("*.tar" if fmt == "wds" else "*.h5")):
+        if fmt == "hdf5":
+            with h5py.File(shard, "r+") as handle:
+                del handle["fields/img_grid"]
+            continue
+        index = json.loads(shard.with_suffix(".idx.json").read_text())
+        column = index["members"].index("img_grid.npy")
+        data = bytearray(shard.read_bytes())
+        for row in index["offsets"]:
+            offset, size = row[2 * column : 2 * column + 2]
+            data[offset : offset + size] = b"\xff" * size
+        shard.write_bytes(bytes(data))
+    wanted = ["token_ids", "token_len", "txt_tok", "pixels"]
+    texts = list(CacheReader(out).split("train", wanted))
+    assert len(texts) == 4 and all(s["txt_tok"].shape == (1, 16, 384) for s in texts)
+    with pytest.raises((ValueError, KeyError)):
+        list(CacheReader(out).split("train", ["img_grid"]))

@@ -99,3 +99,18 @@ def test_the_means_are_the_means_of_the_stored_values(one_process):
     values = np.stack([s["img_emb"] for s in cache.split("train", fields=["img_emb"])])
     stored = cache.shared("mean_img_emb")
     np.testing.assert_allclose(stored, values.astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
+
+
+def test_two_ranks_add_the_group_one_process_adds(data, one_process, tmp_path):
+    import shutil
+
+    adding = ["--add-teachers", "effnet-lite0:random,minilm:random"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out in (one, two):
+        shutil.copytree(one_process, out)
+    alone = launch(1, "-m", "extract.run", *extraction(data, one), *adding)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    ranks = launch(2, "-m", "extract.run", *extraction(data, two), *adding)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    assert files(one) == files(two) and verify_cache(two).ok
+    assert list(CacheReader(two).manifest.groups)[1] == "effnet-lite0-random-minilm-random"
