@@ -29,7 +29,8 @@ def main(cache_dir: str, no_decode: bool) -> None:
     --no-decode) each sample's field shapes, dtypes and finiteness. Exit status 0 only when all
     of it holds."""
     try:
-        total = sum(len(s.shards) for s in load_manifest(cache_dir).splits.values())
+        manifest = load_manifest(cache_dir)
+        total = sum(len(s.shards) for s in manifest.splits.values()) * (1 + len(manifest.groups))
     except (FileNotFoundError, ValueError):
         total = None  # verify_cache reports the manifest problem itself
     with tqdm(total=total, desc="verify", unit="shard", disable=total is None) as bar:

@@ -107,7 +107,7 @@ def pick_group(manifest: Manifest, name: str | None, cache_dir: Path) -> str | N
     """A group by name (or by its teachers' ids, e.g. ``minilm``), by default the first."""
     if not manifest.groups:
         if name is not None:
-            raise KeyError(f"{cache_dir} has no column groups; it cannot give {name!r}")
+            raise ValueError(f"{cache_dir} has no column groups; it cannot give {name!r}")
         return None
     if name is None:
         return next(iter(manifest.groups))
@@ -120,7 +120,7 @@ def pick_group(manifest: Manifest, name: str | None, cache_dir: Path) -> str | N
     ]
     if len(by_teacher) == 1:
         return by_teacher[0]
-    raise KeyError(
+    raise ValueError(
         f"{cache_dir}: no column group {name!r}; it has {list(manifest.groups)} (add one with "
         "python -m extract.run ... --add-teachers ID)"
     )
