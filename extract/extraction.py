@@ -180,7 +180,7 @@ def open_writers(
             beside=MEANS_SUFFIX if split == job.means_split else None,
         )
         parts[split] = [] if builder.base_complete else [builder.split(split, **options)]
-        parts[split].append(builder.group_split(job.group.name, split, **options))
+        parts[split].append(builder.split(split, **options, group=job.group.name))
     if world.main:
         barrier(world)
     missing = None

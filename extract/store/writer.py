@@ -505,36 +505,22 @@ class CacheBuilder:
         clean: bool = True,
         inputs: list[str] | None = None,
         beside: str | None = None,
+        group: str | None = None,
     ) -> SplitWriter:
-        """The base's writer of split ``name``."""
-        if self.base_complete:
+        """The writer of split ``name``: the base's, or column group ``group``'s (its shards
+        hold no json)."""
+        if group is None and self.base_complete:
             raise RuntimeError(f"{self.cache_dir}: the base is finished; nothing to write")
-        if name in self.splits:
+        written = self.splits if group is None else self.group_splits[group]
+        if name in written:
             raise ValueError(f"split {name!r} was already written in this run")
-        writer = SplitWriter(
-            self.cache_dir, name, self.spec, self.allow_nonfinite, plan, clean, inputs, beside
-        )
-        self.splits[name] = writer
-        return writer
-
-    def group_split(
-        self,
-        group: str,
-        name: str,
-        plan: ShardPlan | None = None,
-        clean: bool = True,
-        inputs: list[str] | None = None,
-        beside: str | None = None,
-    ) -> SplitWriter:
-        """Column group ``group``'s writer of split ``name`` (shards without json)."""
-        if name in self.group_splits[group]:
-            raise ValueError(f"split {name!r} of group {group!r} was already written in this run")
-        writer = SplitWriter(
-            group_dir(self.cache_dir, group), name, self.part_spec(group),
-            self.allow_nonfinite, plan, clean, inputs, beside, with_meta=False,
+        root = self.cache_dir if group is None else group_dir(self.cache_dir, group)
+        spec = self.spec if group is None else self.part_spec(group)
+        written[name] = SplitWriter(
+            root, name, spec, self.allow_nonfinite, plan, clean, inputs, beside,
+            with_meta=group is None,
         )  # fmt: skip
-        self.group_splits[group][name] = writer
-        return writer
+        return written[name]
 
     def part_spec(self, group: str) -> CacheSpec:
         """What a group's shard writer needs: the base's format and limits, the group's fields."""
