@@ -156,14 +156,10 @@ def open_writers(
     the same directory is refused), finds the finished shards (those of the means split only
     with their sums beside them), removes unfinished shards' files, and tells every rank which
     shards are missing, so all deal them out alike."""
-    builder = CacheBuilder(out, job.spec, groups=[job.group]) if world.main else None
-    if builder is not None and builder.base_complete and not job.adding and builder.new_groups:
-        held_groups = list(builder.existing.groups)
-        raise ValueError(
-            f"{out} holds a finished cache with the teachers' group(s) {held_groups}; to add "
-            f"{job.group.name!r} beside them, run the same command with --add-teachers "
-            f"{','.join(job.group.config['teachers'])} (or use another --out)"
-        )
+    builder = None
+    if world.main:
+        refuse_unasked_group(CacheBuilder(out, job.spec, owner=False, groups=[job.group]), job)
+        builder = CacheBuilder(out, job.spec, groups=[job.group])
     if broadcast(world, builder.complete if builder is not None else None):
         return None
     if world.main:
@@ -190,6 +186,18 @@ def open_writers(
             for split, writers in parts.items()
         }
     return builder, parts, broadcast(world, missing)
+
+
+def refuse_unasked_group(probe: CacheBuilder, job: Job) -> None:
+    """New teachers beside a finished cache only with --add-teachers (checked before anything
+    is written into the cache)."""
+    if probe.base_complete and not job.adding and probe.new_groups:
+        teachers = ",".join(dict.fromkeys(job.group.config["teachers"]))  # CLIP: one id, 2 towers
+        raise ValueError(
+            f"{probe.cache_dir} holds a finished cache with the teachers' group(s) "
+            f"{list(probe.existing.groups)}; to add {job.group.name!r} beside them, run the same "
+            f"command with --add-teachers {teachers} (or use another --out)"
+        )
 
 
 def store_means(builder: CacheBuilder, job: Job, writer: SplitWriter) -> None:

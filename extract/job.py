@@ -172,7 +172,27 @@ def add_to_cache(config, adapter) -> Job:
         for split in splits
     }
     positions = manifest.runtime["shard_positions"]
+    check_same_records(config.out, manifest, records, positions)
     return Job(base, group_spec(config, plan, plan.fields), plan, records, positions, True, skips)
+
+
+def check_same_records(out: Path, manifest, records: dict, positions: int) -> None:
+    """Before anything is encoded: each of the base's shards holds (written or skipped) the
+    samples the dataset gives at its positions, so the group's rows will be the base's."""
+    from extract.store.atomic import read_json
+
+    for split, record in manifest.splits.items():
+        keys = [str(r.key) for r in records[split]]
+        for number, shard in enumerate(record.shards):
+            index = read_json(out / shard.index.name)
+            held = index["keys"] + [entry["key"] for entry in index["skipped"]]
+            planned = keys[number * positions : (number + 1) * positions]
+            if sorted(held) != sorted(planned):
+                raise ValueError(
+                    f"--add-teachers: {out} shard {shard.index.name} holds other samples than "
+                    f"the dataset at {split!r} positions {number * positions} to "
+                    f"{number * positions + len(planned)} gives now; extract the cache again"
+                )
 
 
 def dataset_spec(config, adapter, splits: list[str]) -> dict[str, Any]:

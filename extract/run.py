@@ -66,7 +66,10 @@ def summary(result: ExtractResult, out: Path, group: str) -> str:
     lines.append(f"{'split':<14}" + "".join(f"{name:>10}" for name in columns))
     for split, record in manifest.splits.items():
         t = timing.get("splits", {}).get(split, {})
-        size = sum(shard.file.bytes for shard in record.shards) / 2**20
+        shards = record.shards + [
+            shard for g in manifest.groups.values() for shard in g.splits[split].shards
+        ]
+        size = sum(shard.file.bytes for shard in shards) / 2**20  # the base and every group
         busy = t.get("busy_s", 0) or 0
         rate = t.get("samples", 0) / busy if busy else 0
         values = (record.num_samples, len(record.skipped), t.get("read_s", 0), t.get("encode_s", 0))

@@ -75,6 +75,8 @@ class FieldSpec:
             raise ValueError(
                 f"field {self.name!r}: a ragged field needs a [C, L, ...] shape, got {self.shape}"
             )
+        if self.lengths and self.per_image:
+            raise ValueError(f"field {self.name!r}: a ragged field is per sample, not per image")
         if self.lengths and self.storage == "int8" and len(self.shape) < 3:
             raise ValueError(
                 f"field {self.name!r}: a ragged int8 field needs [C, L, D] (one scale per row)"

@@ -121,6 +121,8 @@ class H5ShardWriter:
                 for number, (_, encoded, _, repeat) in enumerate(pending)
                 if not spec.per_image or new[number]
             ]
+            if not kept:  # every sample of this flush repeats the image before it
+                continue
             join = np.concatenate if spec.lengths else np.stack
             self._append(f"fields/{name}", join([values for values, _ in kept]))
             if spec.has_scale:
@@ -223,6 +225,8 @@ class H5ShardReader:
                     first, last = self._rows(name, spec, row, row + 1)
                     pick = slice(first - low, last - low) if spec.lengths else first - low
                     arrays[name] = (values[pick], None if scales is None else scales[pick])
+                    if spec.per_image:  # its samples would share one row's memory
+                        arrays[name] = tuple(None if a is None else a.copy() for a in arrays[name])
                 yield arrays, None if meta is None else as_bytes(meta)
 
     def close(self) -> None:

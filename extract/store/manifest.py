@@ -100,11 +100,11 @@ def check_lengths_field(spec: FieldSpec, lengths: FieldSpec | None) -> None:
         or lengths.storage not in ("int32", "uint8")
         or lengths.shape != spec.shape[:1]
         or lengths.lengths
-        or lengths.per_image != spec.per_image
+        or lengths.per_image
     ):
         raise ValueError(
             f"field {spec.name!r} is ragged by {spec.lengths!r}, which must be a declared integer "
-            f"field of shape {list(spec.shape[:1])} stored alike (per sample or per image)"
+            f"field of shape {list(spec.shape[:1])}, stored per sample"
         )
 
 

@@ -109,6 +109,12 @@ def pick_group(manifest: Manifest, name: str | None, cache_dir: Path) -> str | N
         if name is not None:
             raise ValueError(f"{cache_dir} has no column groups; it cannot give {name!r}")
         return None
+    for group in manifest.groups.values():
+        if set(group.spec.fields) & set(manifest.fields):
+            raise ValueError(
+                f"{cache_dir}: column group {group.spec.name!r} has fields of the same names as "
+                "the base's; the manifest is inconsistent: extract again"
+            )
     if name is None:
         return next(iter(manifest.groups))
     if name in manifest.groups:
@@ -120,6 +126,11 @@ def pick_group(manifest: Manifest, name: str | None, cache_dir: Path) -> str | N
     ]
     if len(by_teacher) == 1:
         return by_teacher[0]
+    if by_teacher:
+        raise ValueError(
+            f"{cache_dir}: teacher {name!r} is in several column groups ({by_teacher}); give "
+            "the group's name"
+        )
     raise ValueError(
         f"{cache_dir}: no column group {name!r}; it has {list(manifest.groups)} (add one with "
         "python -m extract.run ... --add-teachers ID)"

@@ -168,7 +168,7 @@ class TarShardReader:
                 last = self._image.get(name)
                 if last is None or last[0] != span:
                     self._image[name] = last = (span, self._load(span, spec.has_scale))
-                arrays[name] = last[1]
+                arrays[name] = tuple(None if a is None else a.copy() for a in last[1])
                 continue
             arrays[name] = self._load(span, spec.has_scale)
         meta = self._read_span(next(spans)) if self.with_meta else None

@@ -476,6 +476,12 @@ class CacheBuilder:
         held = self.existing.groups if self.existing is not None else {}
         new = {}
         for group in groups:
+            shared = sorted(set(group.fields) & set(self.spec.fields))
+            if shared:
+                raise ValueError(
+                    f"column group {group.name!r} declares fields {shared} of the base; a "
+                    "group's fields must have names of their own"
+                )
             if group.name in held:
                 old = held[group.name].spec.to_json()
                 where = f"column group {group.name!r} of {self.cache_dir}"

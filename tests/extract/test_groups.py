@@ -86,6 +86,7 @@ def test_add_teachers_beside_a_finished_cache(tmp_path, vcr_root):
     assert again.exit_code == 0 and "cache hit: nothing to do" in again.output
     refused = run([*args, "--out", str(out), "--teachers", f"{OFFLINE}:random"])
     assert refused.exit_code == 2 and "--add-teachers" in refused.output
+    assert files(out) == after  # a refused command writes nothing into the cache
     missing = run([*args, "--out", str(tmp_path / "none"), "--add-teachers", OFFLINE])
     assert missing.exit_code == 2 and "holds no finished cache" in missing.output
 
@@ -136,6 +137,8 @@ def test_the_bases_skips_are_the_groups_and_no_others(tmp_path):
         "1002.jpg#0r1c"
     ]
     assert len(list(cache.split("train"))) == 4 and verify_cache(out).ok
+    strict = ["--add-teachers", "minilm:random,effnet-lite0:random", "--on-error", "fail"]
+    assert run([*args, *strict]).exit_code == 0  # the base's skips are no errors of the group
     (root / "flickr30k_images" / "1003.jpg").write_bytes(b"broken since")
     broken = run([*args, "--add-teachers", OFFLINE, "--group", "third"])
     assert broken.exit_code == 2 and "1003.jpg" in broken.output
@@ -246,3 +249,21 @@ def test_a_text_only_run_never_reads_the_image_grid(tmp_path, fmt):
     assert len(texts) == 4 and all(s["txt_tok"].shape == (1, 16, 384) for s in texts)
     with pytest.raises((ValueError, KeyError)):
         list(CacheReader(out).split("train", ["img_grid"]))
+
+
+def test_other_records_than_the_bases_are_refused_before_encoding(tmp_path):
+    from extract.job import check_same_records
+    from extract.store import load_manifest
+
+    root = write_snli_ve(tmp_path / "data", {"train": 5})
+    out = tmp_path / "cache"
+    args = ["--dataset", "snli_ve", "--root", str(root), "--out", str(out), "--no-index", *FAST]
+    assert run([*args, "--teachers", "effnet-lite0:random,minilm:random"]).exit_code == 0
+    manifest = load_manifest(out)
+    from extract.datasets import open_dataset
+
+    records = {"train": list(open_dataset("snli_ve", root).records("train"))}
+    check_same_records(out, manifest, records, 3)  # the same: nothing to say
+    records["train"] = records["train"][::-1]
+    with pytest.raises(ValueError, match="train-000000.idx.json holds other samples"):
+        check_same_records(out, manifest, records, 3)

@@ -100,3 +100,13 @@ def test_unfinished_extraction_with_other_config_is_refused(tmp_path):
         split.write("k", make_sample(0))
     with pytest.raises(ValueError, match="(?s)holds an unfinished extraction.*config.teachers"):
         CacheBuilder(tmp_path / "c", make_spec(config={"teachers": ["x"]}))
+
+
+def test_a_group_may_not_reuse_a_base_field_name(tmp_path):
+    from extract.store import CacheBuilder, GroupSpec
+    from tests.conftest import make_spec
+
+    spec = make_spec()
+    group = GroupSpec("teachers", {"pixels": spec.fields["pixels"]})
+    with pytest.raises(ValueError, match=r"declares fields \['pixels'\] of the base"):
+        CacheBuilder(tmp_path / "c", spec, groups=[group])

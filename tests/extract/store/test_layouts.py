@@ -224,3 +224,24 @@ def test_verify_finds_a_ragged_member_that_does_not_match_its_lengths(tmp_path):
     report = verify_cache(tmp_path / "c")
     assert not report.ok
     assert any("'k0'" in problem and "token" in problem for problem in report.problems)
+
+
+def test_an_hdf5_flush_of_repeats_only_and_samples_not_sharing_memory(tmp_path, fmt):
+    """1,030 samples: the last 10 repeat one image, after HDF5's flush at 1,024 rows."""
+    fields = {"img": FieldSpec("img", (2,), "fp32", "v", per_image=True)}
+    builder = CacheBuilder(tmp_path / "c", spec(fmt, fields, max_count=5000))
+    with builder.split("train") as writer:
+        for index in range(1030):
+            image = str(min(index, 1020))
+            writer.write(f"k{index}", {"img": np.array([index, 0.5])}, {}, image=image)
+    builder.finish()
+    samples = list(CacheReader(tmp_path / "c").split("train"))
+    assert [s["img"][0] for s in samples[1018:]] == [1018, 1019] + [1020] * 10
+    assert not np.shares_memory(samples[-1]["img"], samples[-2]["img"])
+    samples[-1]["img"][0] = -1  # a consumer writing into one sample leaves its neighbour alone
+    assert samples[-2]["img"][0] == 1020
+
+
+def test_a_ragged_field_is_per_sample():
+    with pytest.raises(ValueError, match="per sample, not per image"):
+        FieldSpec("x", (3, 4), "int32", per_image=True, lengths="token_len")
