@@ -219,7 +219,7 @@ def main(device: str, steps: int, online_steps: int, samples: int, skip_vit: boo
     value, details = headroom(setup, WORK / default.name, torch_device, steps)
     record("loader_headroom", value, command, torch_device, details)
     if not skip_vit:
-        vit = Extraction("train-vit-b-16", teachers="openclip:ViT-B-16", limit=3 * BATCH)
+        vit = Extraction("train-vit-b-16", teachers="openclip:ViT-B-16:random", limit=3 * BATCH)
         ratio, details, _ = speedup(vit, torch_device, steps, 2)
         details["note"] = "open_clip ViT-B-16 with random weights (the cost, not the quality)"
         record("cache_speedup_vit_b16", ratio, command, torch_device, details)

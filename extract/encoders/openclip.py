@@ -3,7 +3,8 @@
 Ids (after the ``openclip:`` prefix):
 - ``ARCH/TAG``: a pretrained tag (``ViT-B-16/openai``); needs the weights in the local cache.
 - ``ARCH@/path/ckpt.pt``: a local checkpoint.
-- ``ARCH``: random weights (the architecture alone; also what ``:random`` gives).
+- ``ARCH:random``: the architecture with seeded random weights (the control teacher). ``ARCH``
+  alone names no weights and is refused: a random model must never pass for a real teacher.
 ``ARCH`` may be a path to a model-config JSON file, registered under its file stem (tests build
 tiny models this way).
 """
@@ -56,8 +57,15 @@ def load_model(spec: str, random_init: bool) -> tuple[torch.nn.Module, str, str]
         raise ValueError(
             f"openclip:{spec}: unknown architecture {arch!r}; see open_clip.list_models()"
         )
+    if not random_init and tag is None and path is None:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise ValueError(
+            f"openclip:{spec} names no weights: give a pretrained tag (openclip:{arch}/TAG; "
+            f"tags for {arch}: {', '.join(tags) or 'none'}), a checkpoint "
+            f"(openclip:{spec}@/path/ckpt.pt), or add :random for random weights (the control)"
+        )
     seeded_init()
-    if random_init or (tag is None and path is None):
+    if random_init:
         model = open_clip.create_model(arch, pretrained=None)
         return model.eval(), arch, random_weights_tag(f"openclip:{arch}")
     if path is not None:

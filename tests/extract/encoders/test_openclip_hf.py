@@ -33,7 +33,7 @@ def images(size: int, count: int = 2) -> torch.Tensor:
 
 
 def test_openclip_towers_equal_encode_image_and_text(tiny_clip_config):
-    image, text = create_encoders(f"openclip:{tiny_clip_config}", max_length=24)
+    image, text = create_encoders(f"openclip:{tiny_clip_config}:random", max_length=24)
     assert image.space == text.space != ""  # one shared space: zero-shot scores make sense
     assert image.fields == {"global": (32,), "grid": (16, 64)}
     assert text.fields == {"global": (32,), "tokens": (24, 32)}
@@ -59,7 +59,7 @@ def test_openclip_towers_equal_encode_image_and_text(tiny_clip_config):
 
 
 def test_openclip_local_checkpoint_round_trip(tiny_clip_config, tmp_path):
-    image, _ = create_encoders(f"openclip:{tiny_clip_config}")
+    image, _ = create_encoders(f"openclip:{tiny_clip_config}:random")
     with torch.no_grad():  # make the weights differ from the seeded random init
         for parameter in image.model.parameters():
             parameter.add_(0.01)
@@ -164,3 +164,13 @@ def test_hf_clip_towers_equal_get_features(tmp_path):
         )
         got = text.encode(ids, lengths)["global"]
     assert torch.allclose(got, getattr(text_reference, "pooler_output", text_reference), atol=1e-5)
+
+
+def test_an_openclip_id_without_weights_is_refused(tiny_clip_config):
+    """A random model must never pass for a real teacher: ARCH alone needs :random."""
+    with pytest.raises(ValueError, match=r"names no weights.*ViT-B-16/TAG; tags for ViT-B-16: "):
+        create_encoders("openclip:ViT-B-16")
+    with pytest.raises(ValueError, match="openai"):  # the message lists the tags there are
+        create_encoders("openclip:ViT-B-16")
+    with pytest.raises(ValueError, match=r"tags for tiny-clip: none"):
+        create_encoders(f"openclip:{tiny_clip_config}")
