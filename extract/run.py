@@ -151,17 +151,23 @@ def group_of(config: ExtractConfig) -> str:
     "--no-text-tokens", is_flag=True, help="Do not store the teacher's per-token text states."
 )
 @click.option(
-    "--max-text-length", default=64, help="Tokens per candidate text (longer texts are truncated)."
+    "--max-text-length",
+    type=click.IntRange(min=2),
+    default=64,
+    help="Tokens per candidate text (longer texts are truncated).",
 )
 @click.option(
     "--max-regions",
+    type=click.IntRange(min=1),
     default=16,
     help="Boxes per image pooled into region features (datasets with boxes).",
 )
-@click.option("--batch-size", default=32, help="Samples per teacher batch.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, help="Samples per teacher batch."
+)
 @click.option(
     "--workers",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="DataLoader workers decoding images [default: min(4, CPUs) when overlapped, else 0].",
 )
@@ -192,10 +198,15 @@ def group_of(config: ExtractConfig) -> str:
     help="An unreadable image: skip it (counted in the manifest) or stop.",
 )
 @click.option(
-    "--limit", type=int, default=None, help="Only the first N samples of each split (quick trials)."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the first N samples of each split (quick trials).",
 )
-@click.option("--shard-samples", default=1000, help="Samples per shard at most.")
-@click.option("--shard-mib", default=512, help="MiB per shard at most.")
+@click.option(
+    "--shard-samples", type=click.IntRange(min=1), default=1000, help="Samples per shard at most."
+)
+@click.option("--shard-mib", type=click.IntRange(min=1), default=512, help="MiB per shard at most.")
 @click.option(
     "--dataset-option",
     "dataset_options",

@@ -71,7 +71,7 @@ def pick_device(name: str) -> str:
 )
 @click.option(
     "--topk",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=0.5,
     help="Tokens kept per instance: a count >= 1 or a fraction < 1.",
 )
@@ -88,7 +88,11 @@ def pick_device(name: str) -> str:
     help="Distance between projected student tokens and teacher targets.",
 )
 @click.option(
-    "--lambda", "weight", type=float, default=1.0, help="Weight of the distillation loss."
+    "--lambda",
+    "weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    help="Weight of the distillation loss.",
 )
 @click.option(
     "--target",
@@ -101,13 +105,13 @@ def pick_device(name: str) -> str:
 )
 @click.option(
     "--train-fraction",
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True),
     default=None,
     help="Low-shot: a stratified, seeded fraction of the training split.",
 )
 @click.option(
     "--train-count",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Low-shot: this many training samples (stratified, seeded).",
 )
@@ -144,7 +148,7 @@ def pick_device(name: str) -> str:
     multiple=True,
     help="The same filter for evaluation splits, e.g. source=movieclips.",
 )
-@click.option("--epochs", type=int, default=10, help="Training epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, help="Training epochs.")
 @click.option(
     "--keep",
     type=click.Choice(["best", "last"]),
@@ -154,16 +158,22 @@ def pick_device(name: str) -> str:
 )
 @click.option(
     "--batch-size",
-    type=int,
+    type=click.IntRange(min=1),
     default=32,
     help="Samples per batch and rank (under torchrun a global batch is this x the world size "
     "x --accumulate).",
 )
 @click.option(
-    "--accumulate", type=int, default=1, help="Batches per optimiser step (gradient accumulation)."
+    "--accumulate",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Batches per optimiser step (gradient accumulation).",
 )
 @click.option(
-    "--lr", type=float, default=3e-4, help="Peak learning rate (AdamW, warmup then cosine)."
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3e-4,
+    help="Peak learning rate (AdamW, warmup then cosine).",
 )
 @click.option(
     "--student",
@@ -185,7 +195,7 @@ def pick_device(name: str) -> str:
 )
 @click.option(
     "--lr-new",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Peak learning rate of the parameters a pretrained student starts without (task head, "
     "adapters, projection heads); default: --lr.",
@@ -196,7 +206,9 @@ def pick_device(name: str) -> str:
     default=0.1,
     help="Dropout of the own students (tiny|small|base); pretrained ones keep their own.",
 )
-@click.option("--workers", type=int, default=0, help="DataLoader workers reading the cache.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=0, help="DataLoader workers reading the cache."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

@@ -354,3 +354,13 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_does_not_block(tmp_path
     result = run_extraction(small_config(root, out))
     assert not result.cache_hit and (out / "writer.lock").read_text() == ""
     assert run_extraction(small_config(root, out)).cache_hit
+
+
+@pytest.mark.parametrize(
+    "option,value", [("--limit", "-1"), ("--batch-size", "0"), ("--shard-samples", "0")]
+)
+def test_numbers_out_of_range_are_usage_errors(tmp_path, option, value):
+    result = run(["--dataset", "vqa", "--root", str(tmp_path), "--out", str(tmp_path / "c"),
+                  option, value])  # fmt: skip
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    assert "Usage:" in result.output

@@ -256,3 +256,13 @@ def test_checkpoints_every_few_epochs_resume_from_the_last_save(tmp_path):
 def test_a_cache_without_answers_to_learn_is_refused():
     with pytest.raises(ValueError, match="answer vocabulary holds 0 answer"):
         resolve_task(None, {"name": "vqa", "kind": "soft_score", "answer_vocab": []}, "c")
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [("--epochs", "0"), ("--train-fraction", "1.5"), ("--train-fraction", "0"), ("--lr", "0")],
+)
+def test_numbers_out_of_range_are_usage_errors(tmp_path, option, value):
+    result = CliRunner().invoke(train_cli, ["--cache", str(tmp_path), option, value])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    assert "Usage:" in result.output
