@@ -277,9 +277,9 @@ def main(**options) -> None:
     )
     try:
         result = run_extraction(config, Progress)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    except (ValueError, FileNotFoundError) as error:  # bad input or state: one line, exit 1
+        click.echo(f"error: {error}", err=True)  # (usage errors exit 2 with click's usage line;
+        sys.exit(1)  # anything else is a bug and keeps its traceback)
     finally:
         stop()
     if world.main:

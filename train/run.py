@@ -237,9 +237,9 @@ def main(**options) -> None:
     world = distributed.start(pick_device(options["device"]))
     try:
         runs = execute(options, progress=bar, echo=click.echo if world.main else None)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    except (ValueError, FileNotFoundError) as error:  # bad input or state: one line, exit 1
+        click.echo(f"error: {error}", err=True)  # (usage errors exit 2 with click's usage line;
+        sys.exit(1)  # anything else is a bug and keeps its traceback)
     finally:
         distributed.stop()
     if len(runs) > 1 and world.main:

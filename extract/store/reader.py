@@ -82,7 +82,7 @@ class CacheReader:
 
     def split(self, name: str, fields: Iterable[str] | None = None) -> SplitReader:
         if name not in self.manifest.splits:
-            raise KeyError(f"{self.cache_dir}: no split {name!r}; the cache has {self.splits}")
+            raise ValueError(f"{self.cache_dir}: no split {name!r}; the cache has {self.splits}")
         return SplitReader(self, name, fields)
 
     def shared(self, name: str) -> np.ndarray | Any:
@@ -94,7 +94,7 @@ class CacheReader:
             path = self.cache_dir / self.manifest.shared[name].name
         else:
             held = sorted(self.manifest.shared) + sorted(group.shared if group else [])
-            raise KeyError(f"{self.cache_dir}: no shared entry {name!r}; it has {held}")
+            raise ValueError(f"{self.cache_dir}: no shared entry {name!r}; it has {held}")
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
         return read_json(path)
@@ -281,7 +281,7 @@ def _check_wanted(cache: CacheReader, fields: Iterable[str] | None) -> set[str] 
     wanted = set(fields)
     unknown = sorted(wanted - set(cache.fields))
     if unknown:
-        raise KeyError(
+        raise ValueError(
             f"{cache.cache_dir}: no field(s) {unknown}; the cache has {sorted(cache.fields)}"
         )
     return wanted | {cache.fields[name].lengths for name in wanted if cache.fields[name].lengths}

@@ -227,7 +227,7 @@ def test_cache_hit_different_config_and_bad_images(tmp_path):
     out = tmp_path / "cache"
     args = ["--dataset", "snli_ve", "--root", str(root), "--out", str(out), "--no-index", *FAST]
     failed = run([*args, "--on-error", "fail"])
-    assert failed.exit_code == 2
+    assert failed.exit_code == 1
     assert "1002.jpg#0r1c" in failed.output and "--on-error skip" in failed.output
     import shutil
 
@@ -241,7 +241,7 @@ def test_cache_hit_different_config_and_bad_images(tmp_path):
     assert again.exit_code == 0 and "cache hit: nothing to do" in again.output
     assert (out / "manifest.json").read_bytes() == before
     other = run([*args, "--storage", "int8"])
-    assert other.exit_code == 2
+    assert other.exit_code == 1
     assert 'fields.img_emb.storage: "fp16" -> "int8"' in other.output
 
 

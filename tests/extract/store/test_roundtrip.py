@@ -72,16 +72,16 @@ def test_shared_data(cache):
     reader = CacheReader(out)
     assert reader.shared("answer_vocab") == ["yes", "no"]
     assert np.array_equal(reader.shared("answer_emb"), np.arange(6, dtype=np.float32).reshape(2, 3))
-    with pytest.raises(KeyError, match="no shared entry 'missing'"):
+    with pytest.raises(ValueError, match="no shared entry 'missing'"):
         reader.shared("missing")
 
 
 def test_unknown_split_and_field_are_named(cache):
     out, _ = cache
     reader = CacheReader(out)
-    with pytest.raises(KeyError, match=r"no split 'test'; the cache has \['train', 'val'\]"):
+    with pytest.raises(ValueError, match=r"no split 'test'; the cache has \['train', 'val'\]"):
         reader.split("test")
-    with pytest.raises(KeyError, match=r"no field\(s\) \['nope'\]"):
+    with pytest.raises(ValueError, match=r"no field\(s\) \['nope'\]"):
         reader.split("train", fields=["nope"])
 
 
