@@ -226,6 +226,14 @@ def pick_device(name: str) -> str:
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to train."
 )
+@click.option(
+    "--check-cache",
+    type=click.Choice(["full", "off"]),
+    default="full",
+    help="full: before training, check every cache file the run reads against the manifest's "
+    "sha256 (one read of each, at disk speed); off: trust the cache. Either way a NaN or "
+    "infinite value in a batch, or a non-finite loss, stops the run.",
+)
 def main(**options) -> None:
     """Train a cross-modal student against cached teacher features, with the adaptive
     distillation objective (or a baseline), evaluate with the official metrics, and write
@@ -302,6 +310,7 @@ def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> 
         workers=options["workers"],
         device=pick_device(options["device"]),
         resume=options["resume"],
+        check_cache=options["check_cache"],
         checkpoint_every=options["checkpoint_every"],
     )
 

@@ -37,6 +37,7 @@ def config_json(config) -> dict:
     data["eval_where"] = [list(p) for p in config.eval_where]
     data.pop("resume")
     data.pop("checkpoint_every")  # how often last.pt is saved changes no result
+    data.pop("check_cache")  # nor does checking the cache's checksums
     return data
 
 

@@ -17,7 +17,7 @@ import torch
 
 from extract.store import CacheReader
 from train import confidence as conf
-from train import distributed
+from train import distributed, guard
 from train.data import (
     Collate,
     batches_per_epoch,
@@ -92,6 +92,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "cpu"
     resume: bool = False
+    check_cache: str = "full"  # the cache's sha256s checked before training (full) or not (off)
 
 
 class Trainer:
@@ -187,10 +188,7 @@ class Trainer:
             weights = conf.zero_shot_weights(samples, self.task, gold)
         else:
             means = {name: self.cache.shared(f"mean_{name}") for name in ("img_emb", "txt_emb")}
-            features = conf.joint_features(samples, gold, means)
-            weights = conf.knn_weights(
-                features, [conf.knn_label(self.task, metas[k]) for k in keys]
-            )
+            weights = conf.knn_confidence(samples, self.task, gold, means, [metas[k] for k in keys])
         return dict(zip(keys, weights.tolist(), strict=True))
 
     def collate(self, unlabelled: frozenset[str] = frozenset()) -> Collate:
@@ -246,6 +244,8 @@ class Trainer:
     def fit(self, progress: Callable[[int, str], object] | None = None) -> dict:
         """Train, select on validation, evaluate every eval split; returns the results."""
         config = self.config
+        splits = {config.train_split, *self.eval_splits} | ({self.val_split} - {None})
+        guard.check_cache(self.cache, sorted(splits), config.check_cache, self.world, progress)
         keys, metas, full = self.select_train_keys()
         weights, means, model = self.instance_weights(keys, metas), self.means(), self.build()
         trained = self.wrap(model)  # before a resume restores each rank's random state
@@ -298,7 +298,7 @@ class Trainer:
                     bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}")
                 losses = self.train_epoch(
                     trained, loader, optimizer, scheduler, means, step_weights, bar,
-                    lambda entry, epoch=epoch: run_log.step(epoch + 1, entry),
+                    lambda entry, epoch=epoch: run_log.step(epoch + 1, entry), epoch + 1,
                 )  # fmt: skip
                 entry = {"kind": "epoch", "epoch": epoch + 1, **losses}
                 entry["lr"] = scheduler.get_last_lr()[0]
@@ -311,6 +311,11 @@ class Trainer:
                     distributed.barrier(self.world)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
+        except guard.NonFiniteError:
+            if self.world.main:  # a failed run leaves no model that looks like its result
+                (self.out / "best.pt").unlink(missing_ok=True)
+                shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
+            raise
         finally:
             run_log.close()
         results = self.final_results(model, collate, keys, metas, weights, state)
@@ -389,30 +394,38 @@ class Trainer:
         return loss, {name: float(torch.as_tensor(value).detach()) for name, value in parts.items()}
 
     def train_epoch(
-        self, model, loader, optimizer, scheduler, means, weights, bar, log_step
+        self, model, loader, optimizer, scheduler, means, weights, bar, log_step, epoch=1
     ) -> dict:
-        """One pass over the training data; logs every optimiser step through ``log_step``."""
+        """One pass over the training data; logs every optimiser step through ``log_step``.
+        Stops (on every rank) at the first non-finite value in a batch or loss."""
         model.train()
         config, totals, seen, pending = self.config, dict.fromkeys(LOSS_TERMS, 0.0), 0, False
         optimizer.zero_grad(set_to_none=True)
-        for step, batch in enumerate(loader):
-            batch = to_device(batch, self.device)
-            loss, parts = self.batch_loss(model, batch, means, weights)
-            (loss / config.accumulate).backward()
-            pending = (step + 1) % config.accumulate != 0
-            if not pending:
+        try:
+            for step, batch in enumerate(loader):
+                batch = to_device(batch, self.device)
+                problem = guard.nonfinite_value(batch, config.train_split)
+                loss, parts = self.batch_loss(model, batch, means, weights)
+                problem = problem or guard.nonfinite_loss(
+                    parts["loss"], epoch, step + 1, batch["keys"]
+                )
+                guard.stop_on(problem, self.world)
+                (loss / config.accumulate).backward()
+                pending = (step + 1) % config.accumulate != 0
+                if not pending:
+                    self.optimizer_step(model, optimizer, scheduler, parts, log_step)
+                count = len(batch["keys"])
+                seen += count
+                for name in LOSS_TERMS:
+                    totals[name] += parts[name] * count
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
+            if seen and pending:  # the last, incomplete accumulation still counts
                 self.optimizer_step(model, optimizer, scheduler, parts, log_step)
-            count = len(batch["keys"])
-            seen += count
-            for name in LOSS_TERMS:
-                totals[name] += parts[name] * count
+        finally:  # also when a batch stops the run, so its error line starts a line
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{totals['loss'] / seen:.4f}")
-        if seen and pending:  # the last, incomplete accumulation still counts
-            self.optimizer_step(model, optimizer, scheduler, parts, log_step)
-        if bar is not None:
-            bar.close()
+                bar.close()
         # the epoch's means over every rank's samples (each step's entry is rank 0's batch)
         *sums, seen = distributed.sum_over_ranks(self.world, [*totals.values(), seen])
         return {name: value / max(seen, 1) for name, value in zip(totals, sums, strict=True)}

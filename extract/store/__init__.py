@@ -16,7 +16,7 @@ from .manifest import (
     load_manifest,
 )
 from .reader import CacheReader, SplitReader
-from .verify import VerifyReport, format_report, verify_cache
+from .verify import VerifyReport, check_files, files_read, format_report, verify_cache
 from .writer import CacheBuilder, ShardPlan, SplitWriter
 
 __all__ = [
@@ -34,9 +34,11 @@ __all__ = [
     "SplitWriter",
     "StreamingDataset",
     "VerifyReport",
+    "check_files",
     "decode",
     "describe_differences",
     "encode",
+    "files_read",
     "format_report",
     "load_manifest",
     "verify_cache",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from .atomic import read_json, sha256_file
 from .fields import nonfinite, real_rows
 from .layout import READERS, group_dir
 from .manifest import FileRecord, Manifest, load_manifest
+from .reader import CacheReader
 
 MAX_PROBLEMS_PER_SHARD = 5
 
@@ -51,6 +52,55 @@ def check_file(cache_dir: Path, record: FileRecord, problems: list[str]) -> bool
         problems.append(f"{record.name}: sha256 differs from the manifest (the bytes were changed)")
         return False
     return True
+
+
+def files_read(
+    cache: CacheReader, splits: Iterable[str] | None = None
+) -> list[tuple[Path, FileRecord]]:
+    """Every file a reader of ``cache`` (its base and its group) may open for ``splits`` (all by
+    default): shards, offset indices, shared data and the FAISS indices, as (folder, record)."""
+    manifest, wanted = cache.manifest, cache.splits if splits is None else list(splits)
+    parts = [(cache.cache_dir, manifest.splits, manifest.shared, manifest.indices)]
+    group = cache.group_record
+    if group is not None:
+        parts.append((cache.group_dir, group.splits, group.shared, group.indices))
+    files = []
+    for root, split_records, shared, indices in parts:
+        files += [(root, record) for record in shared.values()]
+        files += [(root, FileRecord(**r)) for e in indices.values() for r in e.get("files", [])]
+        for split in wanted:
+            for shard in split_records[split].shards:
+                files += [(root, shard.file), (root, shard.index)]
+    return files
+
+
+def check_files(
+    files: Iterable[tuple[Path, FileRecord]], on_file: Callable[[str], None] | None = None
+) -> list[str]:
+    """Sizes and sha256s of ``files`` against their records: the problems found (one per bad
+    file). A file already found sound in this process (same size and modification time) is not
+    read again, so many runs over one cache in one process pay for the check once."""
+    problems: list[str] = []
+    for root, record in files:
+        path = root / record.name
+        stamp = _stamp(path)
+        if stamp is None or _SOUND.get(path) != (stamp, record.sha256):
+            if check_file(root, record, problems):
+                _SOUND[path] = (stamp, record.sha256)
+        if on_file is not None:
+            on_file(record.name)
+    return problems
+
+
+_SOUND: dict[Path, tuple[tuple[int, int], str]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
 
 
 def verify_cache(

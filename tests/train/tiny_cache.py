@@ -136,6 +136,7 @@ def build(
     tokenizer=None,
     regions: bool = False,
     text_suffix: str = "",  # with a tokenizer: longer texts, which LENGTH tokens may cut
+    poison: tuple[str, str] | None = None,  # (key, field): NaN there, its sha256 matching
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
@@ -151,7 +152,7 @@ def build(
         },
         limits=ShardLimits(max_count=16),
     )
-    builder = CacheBuilder(out, spec)
+    builder = CacheBuilder(out, spec, allow_nonfinite=poison is not None)
     rng = np.random.default_rng(seed)
     for split, count in counts.items():
         with builder.split(split) as writer:
@@ -162,6 +163,8 @@ def build(
                 meta["source"] = "lsmdc" if i % 2 else "movieclips"
                 meta["texts"] = [TEXT[word] + text_suffix for word in words]
                 arrays = sample(rng, words, specs, tokenizer, text_suffix)
+                if poison is not None and poison[0] == f"{split}-{i}":
+                    arrays[poison[1]].flat[0] = np.nan
                 writer.write(f"{split}-{i}", arrays, meta)
     for name, spec in builder.spec.fields.items():
         if spec.storage == "fp32":
