@@ -4,9 +4,12 @@ indices -> manifest. The CLI (:mod:`extract.run`) only parses options and shows 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from extract.job import Job, add_to_cache, new_cache
 from extract.means import FieldMeans
 from extract.pipeline import MEANS_SUFFIX, LoopOptions, Timing, extract_split, means_path
 from extract.plan import PlanOptions
+from extract.retry import reopen_skipped
 from extract.store import (
     CacheBuilder,
     CacheReader,
@@ -53,6 +57,7 @@ class ExtractConfig:
     index_memory_budget: int = 4 << 30
     group: str | None = None  # the teachers' column group (default: named after their ids)
     add_teachers: bool = False  # add plan.teachers as a new group to the finished cache at out
+    retry_skipped: bool = False  # rewrite the shards of skipped samples whose images read now
 
 
 @dataclass
@@ -71,6 +76,10 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
     world = current()
     adapter = open_dataset(config.dataset, config.root, **config.dataset_options)
     job = add_to_cache(config, adapter) if config.add_teachers else new_cache(config, adapter)
+    if config.retry_skipped and world.main:
+        with WriterLock(config.out):
+            reopen_skipped(config.out, job, adapter)
+    barrier(world)
     with contextlib.ExitStack() as held:  # rank 0's writer lock, until the cache is done
         opened = open_writers(config.out, job, world, held)
         if opened is None:
@@ -80,26 +89,10 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         for encoder in job.plan.encoders:
             encoder.to(config.loop.device)
         timing = {"splits": {}, "setup_s": round(time.perf_counter() - started, 3)}
-        total = Timing()
         bytes_per_sample = sum(field.bytes_per_sample for field in job.plan.fields.values())
-        done = {}  # split -> per part, the records of the shards this rank wrote
-        for split in job.splits:
-            writers = parts[split]
-            mine = missing[split][world.rank :: world.size]
-            bar = None
-            if progress is not None and world.main:
-                count = sum(len(range(*writers[0].plan.bounds(n))) for n in mine)
-                bar = progress(count, 0, split, bytes_per_sample)
-            on_progress = None if bar is None else bar.update
-            split_timing = extract_split(
-                job.plan, adapter, job.records[split], writers, config.loop, mine,
-                split == job.means_split, on_progress, job.expected_skips.get(split),
-            )  # fmt: skip
-            if bar is not None:
-                bar.close()
-            timing["splits"][split] = split_timing.as_dict()
-            total.add(split_timing)
-            done[split] = [{n: writer.finished[n] for n in mine} for writer in writers]
+        held.enter_context(no_room_reported(config.out, job, bytes_per_sample))  # to the end
+        with aborted_on_failure(parts):
+            total, done = write_splits(job, adapter, parts, missing, config, progress, timing)
         ranks = gather_to_main(world, {"total": total.as_dict(), "splits": timing["splits"]})
         ranks_done = gather_to_main(world, done)
         if not world.main:
@@ -143,6 +136,79 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
             for stem in writer.stems():
                 means_path(stem).unlink(missing_ok=True)
         return ExtractResult(manifest, False, timing)
+
+
+def write_splits(job: Job, adapter, parts, missing, config, progress, timing: dict):
+    """This rank's missing shards of every split; returns the total timing and, per split and
+    part, the records of the shards it wrote."""
+    world = current()
+    total = Timing()
+    bytes_per_sample = sum(field.bytes_per_sample for field in job.plan.fields.values())  # bars
+    done = {}
+    for split in job.splits:
+        writers = parts[split]
+        mine = missing[split][world.rank :: world.size]
+        bar = None
+        if progress is not None and world.main:
+            count = sum(len(range(*writers[0].plan.bounds(n))) for n in mine)
+            bar = progress(count, 0, split, bytes_per_sample)
+        on_progress = None if bar is None else bar.update
+        try:
+            split_timing = extract_split(
+                job.plan, adapter, job.records[split], writers, config.loop, mine,
+                split == job.means_split, on_progress, job.expected_skips.get(split),
+            )  # fmt: skip
+        finally:  # closed before any error is printed, so the error starts its own line
+            if bar is not None:
+                bar.close()
+        timing["splits"][split] = split_timing.as_dict()
+        total.add(split_timing)
+        done[split] = [{n: writer.finished[n] for n in mine} for writer in writers]
+    return total, done
+
+
+@contextlib.contextmanager
+def aborted_on_failure(parts: dict[str, list[SplitWriter]]) -> Iterator[None]:
+    """On any failure, the open shards' temporary files are removed (finished shards stay, and a
+    rerun resumes after them)."""
+    try:
+        yield
+    except BaseException:
+        for writers in parts.values():
+            for writer in writers:
+                writer.abort()
+        raise
+
+
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class NoRoomError(ValueError):
+    """The cache's disk (or the file size limit) has no room for the next shard."""
+
+
+@contextlib.contextmanager
+def no_room_reported(out: Path, job: Job, bytes_per_sample: int) -> Iterator[None]:
+    """A full disk as one line: where, how much is free, how much a shard needs, what to do."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in NO_ROOM:
+            raise
+        shard = job.positions * bytes_per_sample
+        if error.errno == errno.EFBIG:
+            room = "over this process's file size limit (ulimit -f): raise it, or lower --shard-mib"
+        else:
+            free = shutil.disk_usage(out).free
+            room = (
+                f"{free / 2**20:.1f} MiB are free there: free space (or move the cache to a disk "
+                "with room and point --out there)"
+            )
+        raise NoRoomError(
+            f"{error.filename or out}: no room to write the cache ({os.strerror(error.errno)}); "
+            f"a shard needs up to {shard / 2**20:.1f} MiB, {room}; then run the same command "
+            "again: it resumes after the finished shards"
+        ) from error
 
 
 def open_writers(

@@ -26,8 +26,10 @@ it k-means).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -403,7 +405,14 @@ class KeyedIndex:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         index_file, keys_file = directory / f"{name}.faiss", directory / f"{name}.keys.json"
-        faiss.write_index(to_cpu(self.index), str(tmp_path(index_file)))
+        try:
+            faiss.write_index(to_cpu(self.index), str(tmp_path(index_file)))
+        except RuntimeError as error:
+            tmp_path(index_file).unlink(missing_ok=True)
+            code = no_room_code(error)
+            if code is None:
+                raise
+            raise OSError(code, os.strerror(code), str(index_file)) from error
         finish_atomic(tmp_path(index_file), index_file)
         meta = {"format": FORMAT, "metric": "cosine", "dim": self.dim, "params": self.params}
         write_json_atomic(keys_file, {**meta, "count": len(self.keys), "keys": self.keys}, None)
@@ -475,3 +484,12 @@ def _check_keys(keys: list[str], n: int) -> None:
         seen: set[str] = set()
         twice = [key for key in keys if key in seen or seen.add(key)]
         raise ValueError(f"{len(twice)} duplicate keys (first: {twice[:3]}); keys must be unique")
+
+
+def no_room_code(error: RuntimeError) -> int | None:
+    """faiss reports a failed write as a RuntimeError ending in the system's reason; a full
+    disk (or file size limit) is recognised, so the extraction can report it as such."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if f"({os.strerror(code)})" in str(error):
+            return code
+    return None

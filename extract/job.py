@@ -200,6 +200,7 @@ def dataset_spec(config, adapter, splits: list[str]) -> dict[str, Any]:
         "adapter": adapter.name,
         "options": config.dataset_options,
         "inputs": input_fingerprints(adapter, splits),
+        "image_fingerprints": "sha256",  # each sample's json holds its image file's sha256
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from extract.datasets.base import Record
 from extract.encoders import Preprocess
+from extract.store.atomic import sha256_bytes
 
 log = logging.getLogger(__name__)
 INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
@@ -43,6 +44,7 @@ class Item:
     error: str | None = None
     # device decoding: the JPEG file's bytes (1-D), or a PIL-decoded [3, H, W] (other formats)
     source: torch.Tensor | None = None
+    image_sha256: str | None = None  # of the file's bytes, stored so edits can be found later
 
 
 class RecordImages(Dataset):
@@ -70,7 +72,7 @@ class RecordImages(Dataset):
         last = self._last
         if last is not None and last.error is None and last.record.image == record.image:
             # VQA and SNLI-VE list several questions of one image together: decode it once
-            item = Item(position, record, last.images, last.original_size, source=last.source)
+            item = replace(last, position=position, record=record)
         else:
             item = self._read(position, record)
         self._last = item
@@ -80,7 +82,8 @@ class RecordImages(Dataset):
         if self.device_decode:
             return self._read_for_device(position, record)
         try:
-            image = Image.open(io.BytesIO(self.adapter.read_image_bytes(record)))
+            data = self.adapter.read_image_bytes(record)
+            image = Image.open(io.BytesIO(data))
             original = image.size  # boxes are in these pixels; draft() below may shrink .size
             largest = max(size for size, _ in self.keys)
             image.draft("RGB", (largest, largest))  # JPEG: decode at a reduced scale when large
@@ -89,7 +92,7 @@ class RecordImages(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             reason = f"{type(error).__name__}: {error}"
             return Item(position, record, None, None, f"image {record.image!r}: {reason}")
-        return Item(position, record, images, original)
+        return Item(position, record, images, original, image_sha256=sha256_bytes(data))
 
     def _read_for_device(self, position: int, record: Record) -> Item:
         """The file's bytes for nvJPEG; other formats decoded here at full size."""
@@ -104,7 +107,9 @@ class RecordImages(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             reason = f"{type(error).__name__}: {error}"
             return Item(position, record, None, None, f"image {record.image!r}: {reason}")
-        return Item(position, record, None, image.size, source=source)
+        return Item(
+            position, record, None, image.size, source=source, image_sha256=sha256_bytes(data)
+        )
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

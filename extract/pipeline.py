@@ -26,7 +26,7 @@ from extract.encode import encode_batch
 from extract.loader import Item, RecordImages, collate, decode_on_device, image_key
 from extract.means import FieldMeans
 from extract.plan import Plan
-from extract.store import SplitWriter, decode
+from extract.store import FieldSpec, SplitWriter, decode
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class ShardFiller:
             if item.error is not None:
                 log.warning("skipping %s: %s", item.record.key, item.error)
                 for writer in self.parts:
-                    writer.skip(item.record.key, item.error, item.position)
+                    writer.skip(item.record.key, item.error, item.position, item.record.image)
             else:
                 self._write(item, next(produced))
             if item.position + 1 == self.parts[0].plan.bounds(self.number)[1]:
@@ -143,7 +143,7 @@ class ShardFiller:
             mine = {name: arrays[name] for name in writer.spec.fields}
             stored.update(writer.write(item.record.key, mine, meta, item.position, image))
         if self.with_means:  # over the stored values, with any the base has (region counts)
-            values = {**arrays, **decoded(self.plan, stored)}
+            values = {**arrays, **decoded(self.plan.fields, stored)}
             for means in self.means:
                 means.add(values)
 
@@ -275,18 +275,19 @@ def image_identity(record: Record) -> str:
 
 def sample_meta(item: Item, plan: Plan) -> dict:
     meta = {**item.record.meta, "image": item.record.image, "texts": item.record.texts}
+    meta["image_sha256"] = item.image_sha256  # extract.verify --inputs finds edited images
     boxes = item.record.boxes or []
     if "regions" in plan.fields and len(boxes) > plan.options.max_regions:
         meta["regions_truncated"] = len(boxes) - plan.options.max_regions  # never silent
     return meta
 
 
-def decoded(plan: Plan, stored: dict) -> dict[str, np.ndarray]:
+def decoded(fields: dict[str, FieldSpec], stored: dict) -> dict[str, np.ndarray]:
     """The values as a reader will see them, for exact means: int8 dequantised, ragged fields
     padded, the others as stored (the means sum them in float64, where float16 and float32
-    values are exact)."""
+    values are exact). ``stored``: ``{field: (values, scale)}``, as written or read back."""
     out = {}
-    for name, spec in plan.fields.items():
+    for name, spec in fields.items():
         values, scale = stored[name]
         if spec.has_scale or spec.lengths:
             lengths = stored[spec.lengths][0] if spec.lengths else None

@@ -145,7 +145,10 @@ class H5ShardWriter:
         finish_atomic(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()  # may fail again on a full disk, flushing what is buffered
+        except (OSError, RuntimeError):
+            pass
         self._tmp.unlink(missing_ok=True)
 
 

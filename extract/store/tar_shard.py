@@ -124,7 +124,10 @@ class TarShardWriter:
         finish_atomic(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()  # may fail again on a full disk, flushing what is buffered
+        except OSError:
+            pass
         self._tmp.unlink(missing_ok=True)
 
 

@@ -288,11 +288,15 @@ class SplitWriter:
             self._finish_shard()
         return encoded
 
-    def skip(self, key: str, reason: str, position: int | None = None) -> None:
-        """Record an input sample that could not be used (e.g. a corrupt image); never silent."""
+    def skip(
+        self, key: str, reason: str, position: int | None = None, image: str | None = None
+    ) -> None:
+        """Record an input sample that could not be used (e.g. a corrupt image, named by
+        ``image``); never silent."""
         self._check_open()
         where = self.position if position is None else position
-        self._skipped.append({"key": str(key), "position": where, "reason": reason})
+        entry = {"key": str(key), "position": where, "reason": reason}
+        self._skipped.append(entry if image is None else {**entry, "image": image})
         self.position = where + 1
 
     def _check_open(self) -> None:
