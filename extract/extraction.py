@@ -19,7 +19,6 @@ import torch
 
 from extract.datasets import open_dataset
 from extract.job import Job, add_to_cache, new_cache
-from extract.means import FieldMeans
 from extract.pipeline import MEANS_SUFFIX, LoopOptions, Timing, extract_split, means_path
 from extract.plan import PlanOptions
 from extract.retry import reopen_skipped
@@ -32,6 +31,7 @@ from extract.store import (
     SplitWriter,
 )
 from extract.store.lock import WriterLock
+from extract.store.means import FieldMeans
 from extract.store.world import barrier, broadcast, current, gather_to_main
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ class ExtractConfig:
     group: str | None = None  # the teachers' column group (default: named after their ids)
     add_teachers: bool = False  # add plan.teachers as a new group to the finished cache at out
     retry_skipped: bool = False  # rewrite the shards of skipped samples whose images read now
+    split_roles: dict[str, str] = field(
+        default_factory=dict
+    )  # split -> train|val|test (else by name)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from extract.store import (
     load_manifest,
 )
 from extract.store.atomic import sha256_file
+from extract.store.roles import role_by_name
 
 # the settings that shape the base's bytes, and those that shape a teachers' group's
 BASE_OPTIONS = ("student_input", "max_regions")  # student_grid's storage: in its field
@@ -136,12 +137,36 @@ def new_cache(config, adapter) -> Job:
             "splits": splits,
             "limit": config.limit,
             "means_split": means_split(splits),
+            "split_roles": split_roles(records, config.split_roles, adapter.task()["name"]),
         },
         limits=config.limits,
     )
     group = group_spec(config, plan, {n: f for n, f in plan.fields.items() if n not in base_fields})
     positions = shard_positions(config.limits, plan, records)
     return Job(spec, group, plan, records, positions)
+
+
+LABEL_KEY = {"snli_ve": "label", "vcr": "answer_label", "vqa": "answers"}  # by task name
+
+
+def split_roles(
+    records: dict[str, list[Record]], overrides: dict[str, str], task: str
+) -> dict[str, dict]:
+    """Each split's role (from its name, or ``--split-role``) and whether its labels are known."""
+    unknown = sorted(set(overrides) - set(records))
+    if unknown:
+        raise ValueError(
+            f"--split-role names split(s) {unknown}, which the dataset does not give; it gives "
+            f"{list(records)}"
+        )
+    key = LABEL_KEY.get(task)
+    return {
+        split: {
+            "role": overrides.get(split) or role_by_name(split),
+            "labels": key is not None and any(r.meta.get(key) is not None for r in items),
+        }
+        for split, items in records.items()
+    }
 
 
 def add_to_cache(config, adapter) -> Job:

@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader
 from extract.datasets.base import Record
 from extract.encode import encode_batch
 from extract.loader import Item, RecordImages, collate, decode_on_device, image_key
-from extract.means import FieldMeans
 from extract.plan import Plan
 from extract.store import FieldSpec, SplitWriter, decode
+from extract.store.means import FieldMeans
 
 log = logging.getLogger(__name__)
 

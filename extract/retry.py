@@ -16,12 +16,12 @@ from pathlib import Path
 
 from extract.datasets.base import Record
 from extract.job import Job
-from extract.means import FieldMeans
 from extract.pipeline import decoded, means_path
 from extract.store import CacheReader, load_manifest
 from extract.store.atomic import write_json_atomic
 from extract.store.layout import PENDING_SPEC, group_dir, shard_stem
 from extract.store.manifest import MANIFEST_NAME, Manifest
+from extract.store.means import FieldMeans
 
 log = logging.getLogger(__name__)
 

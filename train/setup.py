@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from extract.store import CacheReader
+from extract.store.roles import split_role
 
 
 def seed_everything(seed: int) -> None:
@@ -107,18 +108,49 @@ def missing_fields_message(cache: CacheReader, config, missing: list[str]) -> st
 
 
 def default_splits(cache: CacheReader, config) -> tuple[str | None, list[str]]:
+    """The model-selection split (``--val-split``, else the first one the cache records as
+    ``val`` with labels) and the evaluated ones; a held-out (``test``) split is never trained
+    on nor used for selection, whatever its name."""
     if config.train_split not in cache.splits:
         raise ValueError(
             f"--train-split {config.train_split!r}: {cache.cache_dir} has {cache.splits}"
         )
-    val = config.val_split or next((s for s in ("val", "dev") if s in cache.splits), None)
+    check_role(cache, config.train_split, "--train-split", "training")
+    val = config.val_split or next(
+        (s for s in cache.splits if split_role(cache.config, s) == {"role": "val", "labels": True}),
+        None,
+    )
     evals = config.eval_splits or [s for s in cache.splits if s != config.train_split]
     unknown = [s for s in [val, *evals] if s is not None and s not in cache.splits]
     if unknown:
         raise ValueError(f"split(s) {unknown} not in {cache.cache_dir}; it has {cache.splits}")
-    if val is not None and val.startswith("test"):
-        raise ValueError(f"--val-split {val}: model selection never uses a test split")
+    if val is not None:
+        check_role(cache, val, "--val-split", "model selection")
     return val, evals
+
+
+def check_role(cache: CacheReader, split: str, option: str, use: str) -> None:
+    role = split_role(cache.config, split)
+    if role["role"] == "test":
+        raise ValueError(
+            f"{option} {split}: {cache.cache_dir} records it as a held-out test split, which "
+            f"{use} never uses (if it is not held out, extract the cache with --split-role "
+            f"{split}=train or {split}=val)"
+        )
+    if not role["labels"]:
+        raise ValueError(f"{option} {split}: its labels are hidden; {use} needs them")
+
+
+def check_means_split(cache: CacheReader, train_split: str) -> None:
+    """The stored means centre the targets of the split they were computed on, and no other."""
+    means_split = cache.config.get("means_split", train_split)
+    if means_split != train_split:
+        raise ValueError(
+            f"{cache.cache_dir}: its target means were computed on split {means_split!r} and "
+            f"this run trains on {train_split!r}; train on {means_split!r}, or extract a cache "
+            f"whose means split is {train_split!r} (the means are over 'train', else over the "
+            "first split given), or train with --distill none (no means needed)"
+        )
 
 
 def keep_log_until(path: Path, epoch: int) -> None:

@@ -18,6 +18,7 @@ import torch
 from extract.store import CacheReader
 from train import confidence as conf
 from train import distributed, guard
+from train.centring import domain_means, stored_means
 from train.data import (
     Collate,
     batches_per_epoch,
@@ -33,6 +34,7 @@ from train.model import VISUAL_TARGETS, DistilledStudent
 from train.runlog import NoLog, RunLog
 from train.setup import (
     REGION_FIELDS,
+    check_means_split,
     choose_visual_field,
     default_splits,
     make_optimizer,
@@ -118,6 +120,9 @@ class Trainer:
         if config.distill_pool == "all" and config.distill.mode == "none":
             raise ValueError("--distill-pool all needs distillation (--distill naive or mad)")
         self.val_split, self.eval_splits = default_splits(self.cache, config)
+        if config.distill.mode != "none":
+            check_means_split(self.cache, config.train_split)
+        self._means: dict[str, np.ndarray] = {}
         self.confidence = conf.resolve_confidence(config.confidence, self.cache, self.task)
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +192,7 @@ class Trainer:
         if self.confidence == "zeroshot":
             weights = conf.zero_shot_weights(samples, self.task, gold)
         else:
-            means = {name: self.cache.shared(f"mean_{name}") for name in ("img_emb", "txt_emb")}
+            means = self.target_means(["img_emb", "txt_emb"])
             weights = conf.knn_confidence(samples, self.task, gold, means, [metas[k] for k in keys])
         return dict(zip(keys, weights.tolist(), strict=True))
 
@@ -203,10 +208,19 @@ class Trainer:
         )
 
     def means(self) -> dict[str, torch.Tensor]:
-        return {
-            n: torch.from_numpy(self.cache.shared(f"mean_{n}")).to(self.device)
-            for n in self.fields.targets
-        }
+        means = self.target_means(list(self.fields.targets))
+        return {name: torch.from_numpy(value).to(self.device) for name, value in means.items()}
+
+    def target_means(self, names: list[str]) -> dict[str, np.ndarray]:
+        """The targets' centres: the cache's training-split means, or with ``--train-where``
+        the means over the training split's samples of that domain (computed once per field)."""
+        missing = [name for name in names if name not in self._means]
+        if missing and self.config.train_where:
+            keys = self.eval_keys(self.config.train_split, self.config.train_where)
+            self._means.update(domain_means(self.cache, self.config.train_split, keys, missing))
+        elif missing:
+            self._means.update(stored_means(self.cache, missing))
+        return {name: self._means[name] for name in names}
 
     # ---- the student ------------------------------------------------------------------------
     def student_context(self) -> StudentContext:
@@ -542,7 +556,17 @@ class Trainer:
             "splits": splits,
             "weights": weight_summary(weights, metas, self.task),
             "distill_share": distill_share(state["history"]),
+            "target_means": self.means_source(),
         }
+
+    def means_source(self) -> str:
+        """What the targets were centred by, for the report."""
+        if self.config.distill.mode == "none":
+            return "none (no distillation)"
+        where = " ".join(f"{name}={value}" for name, value in self.config.train_where)
+        if where:
+            return f"the {self.config.train_split!r} samples with {where} (computed by the run)"
+        return f"the cache's means over {self.config.train_split!r}"
 
 
 def export_pretrained(model: DistilledStudent, folder: Path) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from extract.inputs import check_inputs
@@ -150,3 +151,23 @@ def test_verify_inputs_finds_changed_and_missing_images_and_annotations(tmp_path
         f"1 image(s) changed since extraction (sha256 differs): {meta['image']}",
         "1 image(s) missing or unreadable: flickr30k_images/1008.jpg",
     ]
+
+
+def test_the_verify_command_checks_the_inputs_too(tmp_path, snli):
+    from extract.verify import main as verify_cli
+
+    root, teacher = snli
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    out = tmp_path / "cache"
+    assert run(arguments((data, teacher), out)).exit_code == 0
+    good = CliRunner().invoke(verify_cli, ["--cache", str(out), "--inputs", str(data)])
+    assert good.exit_code == 0 and "OK: every input is the one the cache was extracted from" in (
+        good.output
+    )
+    (data / "flickr30k_images" / "1003.jpg").write_bytes(b"edited")
+    bad = CliRunner().invoke(verify_cli, ["--cache", str(out), "--inputs", str(data)])
+    assert bad.exit_code == 1
+    assert "1 image(s) changed since extraction (sha256 differs): flickr30k_images/1003.jpg" in (
+        bad.output
+    )

@@ -137,6 +137,7 @@ def build(
     regions: bool = False,
     text_suffix: str = "",  # with a tokenizer: longer texts, which LENGTH tokens may cut
     poison: tuple[str, str] | None = None,  # (key, field): NaN there, its sha256 matching
+    roles: dict[str, dict] | None = None,  # split -> {"role", "labels"}, as an extraction records
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
@@ -149,6 +150,8 @@ def build(
         config={
             "text_vocab_size": VOCAB if tokenizer is None else len(tokenizer),
             "student_input_field": "pixels",
+            "means_split": "train",
+            **({} if roles is None else {"split_roles": roles}),
         },
         limits=ShardLimits(max_count=16),
     )

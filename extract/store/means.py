@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.store.atomic import write_bytes_atomic
+from .atomic import write_bytes_atomic
 
 # field -> (axes of one sample that are averaged over, the field that counts the valid rows)
 MEAN_FIELDS = {
