@@ -93,6 +93,14 @@ def input_fingerprints(adapter, splits: list[str]) -> dict[str, dict[str, Any]]:
 def read_records(adapter, splits: list[str], limit: int | None) -> dict[str, list[Record]]:
     records = {split: grouped_by_image(list(adapter.records(split))[:limit]) for split in splits}
     check_unique_keys(records)
+    for split, items in records.items():
+        if not items:
+            files = ", ".join(str(path) for path in adapter.input_files(split))
+            raise ValueError(
+                f"split {split!r} has no usable record in {files} (an empty file, or every record "
+                "left out by the adapter's filters); fix the file, or name the splits to extract "
+                "with --split"
+            )
     return records
 
 
