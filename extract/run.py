@@ -6,20 +6,24 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 from tqdm import tqdm
 
 from extract.datasets import ADAPTERS
-from extract.extraction import ExtractConfig, ExtractResult, run_extraction
-from extract.pipeline import LoopOptions
-from extract.plan import DEFAULT_STUDENT_INPUT, DEFAULT_TEACHERS, PlanOptions
+from extract.plan import DEFAULT_STUDENT_INPUT, DEFAULT_TEACHERS
 from extract.store import ShardLimits
-from extract.store.world import start, stop
+
+if TYPE_CHECKING:  # torch and the pipeline load in main: --help answers at once
+    import torch
+
+    from extract.extraction import ExtractConfig, ExtractResult
 
 
 def pick_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -38,6 +42,15 @@ def parse_dataset_options(pairs: tuple[str, ...]) -> dict:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--dataset-option")
         options[name] = int(value) if value.lstrip("-").isdigit() else value
     return options
+
+
+def parse_split_roles(items: tuple[str, ...]) -> dict[str, str]:
+    from extract.store.roles import parse_roles
+
+    try:
+        return parse_roles(items)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--split-role") from None
 
 
 class Progress:
@@ -82,6 +95,12 @@ def summary(result: ExtractResult, out: Path, group: str) -> str:
         recall = info.get("recall_at_10")
         lines.append(
             f"index {name}: {info.get('kind')} over {info.get('n')} vectors, recall@10 {recall}"
+        )
+    skipped = sum(len(record.skipped) for record in manifest.splits.values())
+    if skipped:
+        lines.append(
+            f"{skipped} sample(s) skipped (listed in the manifest with the reason); once their "
+            "images are restored, the same command with --retry-skipped adds them"
         )
     return "\n".join(lines)
 
@@ -198,6 +217,13 @@ def group_of(config: ExtractConfig) -> str:
     help="An unreadable image: skip it (counted in the manifest) or stop.",
 )
 @click.option(
+    "--retry-skipped",
+    is_flag=True,
+    help="On a finished cache: read the skipped samples' images again and, for those that read "
+    "now (restored or repaired), write their shards again, in every part of the cache; the "
+    "result is the cache an extraction that never missed them gives.",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=None,
@@ -213,6 +239,15 @@ def group_of(config: ExtractConfig) -> str:
     multiple=True,
     help="Adapter option NAME=VALUE, e.g. min_answer_count=9 (vqa), "
     "on_invalid_label=skip (snli_ve).",
+)
+@click.option(
+    "--split-role",
+    "split_roles",
+    multiple=True,
+    metavar="SPLIT=ROLE",
+    help="What a split is for: train, val (model selection) or test (held out: never trained "
+    "on or used for selection). By default from the name: train*, val* or dev*, and any other "
+    "name is test.",
 )
 @click.option("--no-index", is_flag=True, help="Skip building the FAISS indices.")
 @click.option(
@@ -234,6 +269,13 @@ def main(**options) -> None:
     cache (shards, manifest, FAISS indices) that training runs reuse. Re-running the same command
     does nothing; an interrupted run resumes at the missing shards. Under torchrun every rank
     writes its share of the shards (the same cache whatever the number of ranks)."""
+    import torch
+
+    from extract.extraction import ExtractConfig, run_extraction
+    from extract.pipeline import LoopOptions
+    from extract.plan import PlanOptions
+    from extract.store.world import start, stop
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -274,6 +316,8 @@ def main(**options) -> None:
         build_indices=not options["no_index"],
         group=options["group"],
         add_teachers=options["add_teachers"] is not None,
+        retry_skipped=options["retry_skipped"],
+        split_roles=parse_split_roles(options["split_roles"]),
     )
     try:
         result = run_extraction(config, Progress)

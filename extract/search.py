@@ -11,7 +11,6 @@ import sys
 
 import click
 import numpy as np
-import torch
 
 from extract.store import CacheReader
 
@@ -26,6 +25,8 @@ def default_split(cache: CacheReader) -> str:
 
 
 def encode_query(cache: CacheReader, text: str) -> np.ndarray:
+    import torch
+
     from extract.encoders import TextEncoder, create_encoders
 
     config = cache.config

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 from tqdm import tqdm
 
-from train import distributed
-from train.data import parse_where
-from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS, DistillConfig
+from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS
 from train.report import aggregate, run_table, write_run_report, write_summary
 from train.tasks import TASKS
-from train.trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:  # torch and the trainer load when a run starts: --help answers at once
+    from train.mad import DistillConfig
+    from train.trainer import TrainConfig
 
 
 def split_list(values: tuple[str, ...]) -> list[str] | None:
@@ -28,6 +29,8 @@ def bar(total: int, description: str):
 
 
 def pick_device(name: str) -> str:
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -238,6 +241,8 @@ def main(**options) -> None:
     """Train a cross-modal student against cached teacher features, with the adaptive
     distillation objective (or a baseline), evaluate with the official metrics, and write
     results.json, report.md, curves.png, metrics.jsonl and checkpoints."""
+    from train import distributed
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if options["train_fraction"] is not None and options["train_count"] is not None:
@@ -257,6 +262,9 @@ def main(**options) -> None:
 def execute(options: dict, progress=None, echo=None) -> list[dict]:
     """The runs the options ask for, one per seed, each with its report written; what ``main``
     does once the command line is parsed (``train.protocol`` calls it for every cell)."""
+    from train.mad import DistillConfig
+    from train.trainer import Trainer
+
     seeds = [int(s) for s in options["seeds"].split(",")] if options["seeds"] else [options["seed"]]
     distill = DistillConfig(
         options["distill"],
@@ -281,6 +289,9 @@ def execute(options: dict, progress=None, echo=None) -> list[dict]:
 
 
 def make_config(options: dict, distill: DistillConfig, seed: int, out: Path) -> TrainConfig:
+    from train.data import parse_where
+    from train.trainer import TrainConfig
+
     return TrainConfig(
         cache=options["cache"],
         out=out,

@@ -7,7 +7,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from extract.store.atomic import json_error
+from extract.store.atomic import read_json as read_json_file
+
 from .base import Record
+
+DOWNLOAD_AGAIN = "the file is incomplete or damaged: download it again"
 
 
 def where(path: Path, line: int) -> str:
@@ -31,26 +36,29 @@ def check_options(options: dict[str, Any], allowed: Iterable[str], dataset: str)
         raise ValueError(f"unknown option(s) {unknown} for dataset {dataset!r}; known: {known}")
 
 
-def check_split(split: str, known: list[str], dataset: str, root: Path) -> None:
+def check_split(
+    split: str, known: list[str], dataset: str, root: Path, expected: str | None = None
+) -> None:
+    """ValueError for a split that is not there; ``expected``: the file that would give it."""
     if split not in known:
+        missing = f" (no {expected} there)" if expected else ""
         raise ValueError(
-            f"split {split!r} of {dataset} is not present under {root}; present: {known}"
+            f"split {split!r} of {dataset} is not present under {root}{missing}; present: {known}"
         )
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) per non-blank line, in file order."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+def read_jsonl(path: Path, fix: str = DOWNLOAD_AGAIN) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) per non-blank line, in file order; a line that does not
+    parse is a ValueError naming the file, the line and ``fix`` (what to do about it)."""
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{where(path, number)}: not valid JSON ({err.msg}); the file is truncated "
-                    "or corrupted, download it again"
-                ) from None
+                text = raw.decode("utf-8").rstrip("\r\n")  # columns count on this line only
+                if not text.strip():
+                    continue
+                obj = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise json_error(path, err, fix=fix, line=number) from None
             if not isinstance(obj, dict):
                 raise ValueError(
                     f"{where(path, number)}: expected a JSON object per line, got "
@@ -59,16 +67,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
 
 
-def read_json(path: Path) -> Any:
-    """A whole JSON file, with the file named in the error."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}); the file is truncated or "
-            "corrupted, download it again"
-        ) from None
+def read_json(path: Path, fix: str = DOWNLOAD_AGAIN) -> Any:
+    """A whole annotation file; one that does not parse is a ValueError naming it and ``fix``."""
+    return read_json_file(path, fix)
 
 
 def get_field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], at: str) -> Any:

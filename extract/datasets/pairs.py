@@ -134,7 +134,7 @@ def _add_split(layout: dict[str, list[Path]], split: str, files: list[Path]) -> 
 def _table_rows(path: Path) -> Iterator[tuple[str, str, str]]:
     """(image path, caption, file:line) per row of a csv or jsonl caption table."""
     if path.suffix == ".jsonl":
-        for line, obj in read_jsonl(path):
+        for line, obj in read_jsonl(path, "fix the line, or write the caption table again"):
             at = where(path, line)
             yield get_field(obj, "path", str, at), get_field(obj, "caption", str, at), at
         return

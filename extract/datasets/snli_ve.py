@@ -40,6 +40,9 @@ DOWNLOAD_HINT = (
     "https://github.com/necla-ml/SNLI-VE and the Flickr30k images (flickr30k_images/<id>.jpg) from "
     "https://shannon.cs.illinois.edu/DenotationGraph/, and put both under the dataset root."
 )
+ANNOTATIONS_AGAIN = (
+    "the file is incomplete or damaged: download it again from https://github.com/necla-ml/SNLI-VE"
+)
 
 
 class SnliVeAdapter(FileImages):
@@ -73,7 +76,7 @@ class SnliVeAdapter(FileImages):
         return split_files(self.root, "snli_ve_*.jsonl", SPLITS)
 
     def input_files(self, split: str) -> list[Path]:
-        check_split(split, self.splits(), self.name, self.root)
+        check_split(split, self.splits(), self.name, self.root, expected=self._file(split).name)
         return [self._file(split)]
 
     def task(self) -> dict[str, Any]:
@@ -87,7 +90,7 @@ class SnliVeAdapter(FileImages):
         self.skipped = [entry for entry in self.skipped if entry["split"] != split]
         keys = KeyTracker()
         count = skipped = 0
-        for line, obj in read_jsonl(path):
+        for line, obj in read_jsonl(path, ANNOTATIONS_AGAIN):
             at = where(path, line)
             record = self._record(obj, at)
             label = record.meta["gold_label"]

@@ -52,6 +52,8 @@ DOWNLOAD_HINT = (
     "unzip both into one folder; root is the resulting vcr1/ folder (holding train.jsonl, "
     "val.jsonl, test.jsonl and vcr1images/)."
 )
+ANNOTATIONS_AGAIN = "the file is incomplete or damaged: download vcr1annots.zip again and unzip it"
+IMAGES_AGAIN = "the file is incomplete or damaged: download vcr1images.zip again and unzip it"
 
 Tokens = list[Any]  # str tokens and lists of object indices
 
@@ -75,7 +77,7 @@ class VcrAdapter(FileImages):
         return split_files(self.root, "*.jsonl", SPLITS)
 
     def input_files(self, split: str) -> list[Path]:
-        check_split(split, self.splits(), self.name, self.root)
+        check_split(split, self.splits(), self.name, self.root, expected=f"{split}.jsonl")
         return [self.root / f"{split}.jsonl"]
 
     def task(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ class VcrAdapter(FileImages):
             raise FileNotFoundError(f"VCR image folder {images} not found. {DOWNLOAD_HINT}")
         keys = KeyTracker()
         count = 0
-        for line, obj in read_jsonl(path):
+        for line, obj in read_jsonl(path, ANNOTATIONS_AGAIN):
             at = where(path, line)
             for record in self._records_of_line(obj, split, line, at):
                 keys.add(record.key, at)
@@ -144,7 +146,7 @@ class VcrAdapter(FileImages):
         path = self.root / "vcr1images" / metadata_fn
         if not path.is_file():
             raise FileNotFoundError(f"{at}: metadata file {path} not found. {DOWNLOAD_HINT}")
-        metadata = read_json(path)
+        metadata = read_json(path, IMAGES_AGAIN)
         where_meta = f"{path} (for {at})"
         rows = get_field(metadata, "boxes", list, where_meta)
         if len(rows) != num_objects:

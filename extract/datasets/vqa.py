@@ -9,9 +9,10 @@ Unlike the reference script, which counts the *raw* annotator strings against th
 vocabulary (ten ``t-shirt`` answers give nothing to ``t shirt``), annotator answers are normalised
 the same way as the vocabulary before they are counted.
 
-Splits come from the questions files present: ``train2014`` -> train, ``val2014`` -> val,
-``test2015`` -> test, ``test-dev2015`` -> test-dev (test2015 images), and any other subtype (e.g.
-the synthetic ``test_shifted``) is a split of its own name with images under ``<subtype>/``.
+Splits come from the questions (and annotations) files present: ``train2014`` -> train,
+``val2014`` -> val, ``test2015`` -> test, ``test-dev2015`` -> test-dev (test2015 images), and any
+other subtype (e.g. the synthetic ``test_shifted``) is a split of its own name with images under
+``<subtype>/``. A split whose questions file is missing is a FileNotFoundError naming the file.
 Annotations are required for train and val and read for any other split whose
 ``v2_mscoco_<subtype>_annotations.json`` is present (the synthetic test splits are labelled).
 """
@@ -28,6 +29,7 @@ from extract.store.vqa_answers import normalize_answer, soft_score
 
 from .base import Record
 from .common import (
+    DOWNLOAD_AGAIN,
     FileImages,
     check_options,
     check_root,
@@ -49,8 +51,20 @@ KNOWN_SUBTYPES = {
 IMAGE_FOLDERS = {"test-dev2015": "test2015"}  # test-dev uses the test2015 images; others: subtype
 LABELLED = {"train": "train2014", "val": "val2014"}  # splits whose annotations must be present
 DEFAULT_MIN_ANSWER_COUNT = 9
+VQA_URL = "https://visualqa.org/download.html"
+# The zip of the VQA v2 download that holds each released file (test-dev is in the test zip).
+QUESTION_ZIPS = {
+    "train2014": "v2_Questions_Train_mscoco.zip",
+    "val2014": "v2_Questions_Val_mscoco.zip",
+    "test2015": "v2_Questions_Test_mscoco.zip",
+    "test-dev2015": "v2_Questions_Test_mscoco.zip",
+}
+ANNOTATION_ZIPS = {
+    "train2014": "v2_Annotations_Train_mscoco.zip",
+    "val2014": "v2_Annotations_Val_mscoco.zip",
+}
 DOWNLOAD_HINT = (
-    "Download the VQA v2 questions and annotations from https://visualqa.org/download.html and the "
+    f"Download the VQA v2 questions and annotations from {VQA_URL} and the "
     "COCO train2014/val2014/test2015 images from https://cocodataset.org, and unzip them into the "
     "dataset root (v2_OpenEnded_mscoco_<subtype>_questions.json, "
     "v2_mscoco_<subtype>_annotations.json, <subtype>/COCO_<subtype>_<id>.jpg)."
@@ -79,15 +93,25 @@ class VqaAdapter(FileImages):
             raise ValueError(f"min_answer_count must be an int, got {self.min_answer_count!r}")
         self.root = check_root(root, "VQA v2", DOWNLOAD_HINT)
         if not self.splits():
-            raise FileNotFoundError(f"no VQA v2 questions file in {self.root}. {DOWNLOAD_HINT}")
+            raise FileNotFoundError(
+                f"no VQA v2 questions file in {self.root} (e.g. "
+                f"{questions_file('train2014')} from {QUESTION_ZIPS['train2014']}). {DOWNLOAD_HINT}"
+            )
         self._vocab: list[str] | None = None
 
     def splits(self) -> list[str]:
         return list(self._subtypes())
 
     def _subtypes(self) -> dict[str, str]:
-        """split -> questions subtype, in the order train, val, test, test-dev, then the others."""
-        subtypes = split_files(self.root, questions_file("*"), KNOWN_SUBTYPES)
+        """split -> subtype of the questions or annotations files present, in the order train,
+        val, test, test-dev, then the others (annotations alone give a split, so that extracting
+        it names its missing questions file instead of leaving the split out)."""
+        found = {
+            subtype
+            for pattern in (questions_file("*"), annotations_file("*"))
+            for subtype in split_files(self.root, pattern, KNOWN_SUBTYPES)
+        }
+        subtypes = [s for s in KNOWN_SUBTYPES if s in found] + sorted(found - set(KNOWN_SUBTYPES))
         layout: dict[str, str] = {}
         for subtype in subtypes:
             split = KNOWN_SUBTYPES.get(subtype, subtype)
@@ -101,13 +125,19 @@ class VqaAdapter(FileImages):
         return layout
 
     def input_files(self, split: str) -> list[Path]:
-        check_split(split, self.splits(), self.name, self.root)
-        subtype = self._subtypes()[split]
-        files = [self.root / questions_file(subtype)]
+        """The questions file, and the annotations file for train, val and labelled others;
+        FileNotFoundError naming the one that is missing and the zip it comes in."""
+        released = {name: subtype for subtype, name in KNOWN_SUBTYPES.items()}
+        subtype = self._subtypes().get(split) or released.get(split)
+        if subtype is None:
+            check_split(split, self.splits(), self.name, self.root)
+        questions = self.root / questions_file(subtype)
+        if not questions.is_file():
+            raise _missing(questions, "questions", QUESTION_ZIPS.get(subtype))
         annotations = self.root / annotations_file(subtype)
-        if split in LABELLED or annotations.is_file():
-            files.append(annotations)
-        return files
+        if split in LABELLED and not annotations.is_file():
+            raise _missing(annotations, "annotation", ANNOTATION_ZIPS.get(subtype))
+        return [questions, annotations] if annotations.is_file() else [questions]
 
     def task(self) -> dict[str, Any]:
         return {
@@ -131,8 +161,9 @@ class VqaAdapter(FileImages):
             raise FileNotFoundError(
                 f"VQA image folder {self.root / folder} not found. {DOWNLOAD_HINT}"
             )
-        questions = _load_questions(files[0])
-        annotations = _load_annotations(files[1], questions) if len(files) > 1 else None
+        questions = _load_questions(files[0], _again(QUESTION_ZIPS.get(subtype)))
+        fix = _again(ANNOTATION_ZIPS.get(subtype))
+        annotations = _load_annotations(files[1], questions, fix) if len(files) > 1 else None
         index = {answer: i for i, answer in enumerate(self.answer_vocab())} if annotations else {}
         for question_id, question in questions.items():
             image_id = question["image_id"]
@@ -158,14 +189,16 @@ class VqaAdapter(FileImages):
             path = self.root / annotations_file(subtype)
             if path.is_file():
                 sources.append(path.name)
-                for position, annotation in enumerate(_annotation_list(path)):
+                fix = _again(ANNOTATION_ZIPS[subtype])
+                for position, annotation in enumerate(_annotation_list(path, fix)):
                     at = f"{path}: annotations[{position}]"
                     answer = get_field(annotation, "multiple_choice_answer", str, at)
                     counts[normalize_answer(answer)] += 1
         if not sources:
             raise FileNotFoundError(
-                f"the answer vocabulary needs v2_mscoco_train2014_annotations.json and/or "
-                f"v2_mscoco_val2014_annotations.json in {self.root}. {DOWNLOAD_HINT}"
+                f"the answer vocabulary needs {annotations_file('train2014')} (from "
+                f"{ANNOTATION_ZIPS['train2014']}) and/or {annotations_file('val2014')} (from "
+                f"{ANNOTATION_ZIPS['val2014']}) in {self.root}. {DOWNLOAD_HINT}"
             )
         kept = [
             (-count, answer) for answer, count in counts.items() if count >= self.min_answer_count
@@ -188,9 +221,22 @@ class VqaAdapter(FileImages):
         return vocab
 
 
-def _load_questions(path: Path) -> dict[int, dict[str, Any]]:
+def _missing(path: Path, kind: str, zip_name: str | None) -> FileNotFoundError:
+    """A released file that is not there, with where to get it."""
+    source = f"it is in {zip_name} from {VQA_URL}; unzip that" if zip_name else "put it"
+    return FileNotFoundError(f"VQA v2 {kind} file {path} not found: {source} into {path.parent}")
+
+
+def _again(zip_name: str | None) -> str:
+    """What to do about a released file that does not parse."""
+    if zip_name is None:
+        return DOWNLOAD_AGAIN
+    return f"the file is incomplete or damaged: download {zip_name} again from {VQA_URL}"
+
+
+def _load_questions(path: Path, fix: str) -> dict[int, dict[str, Any]]:
     """question_id -> question entry, in file order."""
-    data = read_json(path)
+    data = read_json(path, fix)
     entries = get_field(data, "questions", list, str(path))
     questions: dict[int, dict[str, Any]] = {}
     for position, entry in enumerate(entries):
@@ -206,8 +252,8 @@ def _load_questions(path: Path) -> dict[int, dict[str, Any]]:
     return questions
 
 
-def _annotation_list(path: Path) -> list[dict[str, Any]]:
-    data = read_json(path)
+def _annotation_list(path: Path, fix: str) -> list[dict[str, Any]]:
+    data = read_json(path, fix)
     entries = get_field(data, "annotations", list, str(path))
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -215,14 +261,10 @@ def _annotation_list(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _load_annotations(path: Path, questions: dict[int, Any]) -> dict[int, dict[str, Any]]:
+def _load_annotations(path: Path, questions: dict[int, Any], fix: str) -> dict[int, dict[str, Any]]:
     """question_id -> annotation; every annotation and every question must have its partner."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"annotation file {path} not found (the questions file is there). {DOWNLOAD_HINT}"
-        )
     annotations: dict[int, dict[str, Any]] = {}
-    for position, entry in enumerate(_annotation_list(path)):
+    for position, entry in enumerate(_annotation_list(path, fix)):
         at = f"{path}: annotations[{position}]"
         question_id = get_field(entry, "question_id", int, at)
         if question_id not in questions:
