@@ -107,7 +107,7 @@ def test_domain_shift_filters_and_no_test_selection(tmp_path):
     )
     results = trainer.fit()
     assert results["train_samples"] == 30 and results["splits"]["val"]["n"] == 15
-    with pytest.raises(ValueError, match="never uses a test split"):
+    with pytest.raises(ValueError, match="held-out test split, which model selection never uses"):
         Trainer(config(cache, tmp_path / "run", val_split="test"))
 
 
