@@ -238,9 +238,14 @@ def dataset_spec(config, adapter, splits: list[str]) -> dict[str, Any]:
 
 
 def decode_setting(config) -> dict[str, str]:
-    if not config.loop.device_decode:  # the default, PIL-decoded caches keep their keys
-        return {}
-    return {"image_decode": "torchvision decode_jpeg on the GPU, antialiased interpolate"}
+    """How the images were decoded: it changes the pixels, so it is part of the key."""
+    if config.loop.device_decode:
+        if config.loop.fast_decode:
+            raise ValueError("--fast-decode applies to PIL decoding: give --decode cpu with it")
+        return {"image_decode": "torchvision decode_jpeg on the GPU, antialiased interpolate"}
+    if config.loop.fast_decode:
+        return {"image_decode": "PIL; JPEG DCT-scaled to at least the largest size; resize"}
+    return {"image_decode": "PIL at full resolution; resize"}
 
 
 def group_spec(config, plan: Plan, fields: dict) -> GroupSpec:

@@ -39,6 +39,7 @@ class LoopOptions:
     on_error: str = "skip"  # or "fail"
     overlap: bool | None = None  # writer thread; None: only when the teachers are not on the CPU
     decode: str = "auto"  # JPEGs: "gpu" (nvJPEG on the teachers' GPU), "cpu" (PIL in workers)
+    fast_decode: bool = False  # PIL: JPEGs decoded at a reduced DCT scale (not the exact pixels)
 
     @property
     def overlapped(self) -> bool:
@@ -194,7 +195,7 @@ def extract_split(
     other algorithms for other batch shapes, which would change the bytes).
     """
     keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
-    dataset = RecordImages(adapter, records, 0, keys, options.device_decode)
+    dataset = RecordImages(adapter, records, 0, keys, options.device_decode, options.fast_decode)
     batches = [
         batch
         for number in numbers

@@ -211,6 +211,13 @@ def group_of(config: ExtractConfig) -> str:
     "different pixels, so different caches.",
 )
 @click.option(
+    "--fast-decode",
+    is_flag=True,
+    help="Decode JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8, down to twice the teacher's "
+    "size) before resizing: faster on large photos, but not the teacher's own pixels "
+    "(BENCHMARKS.md gives the cosine to the exact features); recorded in the cache key.",
+)
+@click.option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
     default="skip",
@@ -312,6 +319,7 @@ def main(**options) -> None:
             options["on_error"],
             options["overlap"],
             options["decode"],
+            options["fast_decode"],
         ),
         build_indices=not options["no_index"],
         group=options["group"],
