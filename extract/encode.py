@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from extract.loader import Item, image_key
-from extract.plan import Plan
+from extract.plan import Plan, PlanOptions
+from extract.resize import unit_boxes
 
 
 def autocast(device: torch.device):
@@ -41,7 +42,7 @@ def encode_batch(
     out: dict[str, torch.Tensor] = {}
     with torch.inference_mode(), autocast(device):
         encoded = plan.image.encode(
-            stack_images(distinct, image_key(plan.image.preprocess), device)
+            stack_images(distinct, image_key(plan.image.preprocess, plan.options.resize), device)
         )
         image = {name: value[where] for name, value in encoded.items()}
         text = plan.text.encode(token_ids.to(device, non_blocking=True), lengths.to(device))
@@ -53,7 +54,7 @@ def encode_batch(
             out["txt_tok"] = text["tokens"].reshape(count, num_texts, *text["tokens"].shape[1:])
         if "zeroshot" in plan.fields:
             out["zeroshot"] = zero_shot(out["img_emb"], out["txt_emb"], plan.image.logit_scale)
-        student_key = image_key(plan.student.preprocess)
+        student_key = image_key(plan.student.preprocess, plan.options.resize)
         if "pixels" in plan.fields:
             student = plan.student.encode(stack_images(distinct, student_key, device))
             out["pixels"] = student["patches"][where]
@@ -61,9 +62,9 @@ def encode_batch(
             student = plan.student.encode(stack_images(distinct, student_key, device))
             out["student_grid"] = student["grid"][where]
         if "regions" in plan.fields:
-            out.update(region_features(image["grid"], items, plan.options.max_regions))
+            out.update(region_features(image["grid"], items, plan.options))
         if "student_regions" in plan.fields:  # the same boxes over the student's own features
-            pooled = region_features(out["student_grid"], items, plan.options.max_regions)
+            pooled = region_features(out["student_grid"], items, plan.options)
             out["student_regions"] = pooled["regions"]
     # (a group added to a finished cache gets region counts it does not store: for its means)
     storage = {name: spec.storage for name, spec in plan.fields.items()}
@@ -108,9 +109,11 @@ def _zero_shot(image: torch.Tensor, texts: torch.Tensor, logit_scale: float) -> 
 
 
 def region_features(
-    grid: torch.Tensor, items: list[Item], max_regions: int
+    grid: torch.Tensor, items: list[Item], options: PlanOptions
 ) -> dict[str, torch.Tensor]:
-    """RoI-align the teacher grid ``[B, T, D]`` over each record's boxes (to 1x1, i.e. pooled)."""
+    """RoI-align the teacher grid ``[B, T, D]`` over each record's boxes (to 1x1, i.e. pooled),
+    in the coordinates of the square the encoders saw (``options.resize``)."""
+    max_regions = options.max_regions
     from torchvision.ops import roi_align
 
     batch, cells, width = grid.shape
@@ -125,8 +128,7 @@ def region_features(
         ]
         if not len(boxes):
             continue
-        original_w, original_h = item.original_size
-        unit = boxes / torch.tensor([original_w, original_h, original_w, original_h])  # 0..1
+        unit = unit_boxes(boxes, *item.original_size, options.resize)  # 0..1
         on_grid = (unit * side).to(grid.device)
         pooled = roi_align(feature_map[row : row + 1], [on_grid], output_size=1, aligned=True)
         regions[row, : len(boxes)] = pooled.flatten(1)

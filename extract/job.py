@@ -30,8 +30,8 @@ from extract.store.atomic import sha256_file
 from extract.store.roles import role_by_name
 
 # the settings that shape the base's bytes, and those that shape a teachers' group's
-BASE_OPTIONS = ("student_input", "max_regions")  # student_grid's storage: in its field
-GROUP_OPTIONS = ("teachers", "storage", "image_tokens", "text_tokens", "max_text_length")
+BASE_OPTIONS = ("student_input", "max_regions", "resize")  # student_grid's storage: its field
+GROUP_OPTIONS = ("teachers", "storage", "image_tokens", "text_tokens", "max_text_length", "resize")
 
 
 @dataclass
@@ -196,6 +196,12 @@ def add_to_cache(config, adapter) -> Job:
         )
     records = read_records(adapter, splits, limit)
     # no student input: the base has it; the group's plan is the teachers' fields alone
+    if config.plan.resize != base.config.get("resize", "squash"):
+        raise ValueError(
+            f"--add-teachers: {config.out} was extracted with --resize "
+            f"{base.config.get('resize', 'squash')}; its teachers must see the same pixels: give "
+            "that --resize"
+        )
     options = replace(config.plan, max_regions=base.config["max_regions"])
     plan = make_plan(options, adapter.num_texts, "region_boxes" in base.fields)
     plan.fields = {n: f for n, f in plan.fields.items() if n not in BASE_FIELDS}

@@ -24,15 +24,16 @@ from torch.utils.data import Dataset
 
 from extract.datasets.base import Record
 from extract.encoders import Preprocess
+from extract.resize import resized_crop
 from extract.store.atomic import sha256_bytes
 
 log = logging.getLogger(__name__)
 INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
-ImageKey = tuple[int, str]  # (size, interpolation)
+ImageKey = tuple[int, str, str]  # (size, interpolation, resize mode: squash or crop)
 
 
-def image_key(preprocess: Preprocess) -> ImageKey:
-    return preprocess.size, preprocess.interpolation
+def image_key(preprocess: Preprocess, mode: str = "squash") -> ImageKey:
+    return preprocess.size, preprocess.interpolation, mode
 
 
 @dataclass
@@ -89,7 +90,7 @@ class RecordImages(Dataset):
             image = Image.open(io.BytesIO(data))
             original = image.size  # boxes are in these pixels; draft() below may shrink .size
             if self.fast_decode:  # JPEG: decode at 1/2, 1/4 or 1/8 scale while still >= largest
-                largest = max(size for size, _ in self.keys)
+                largest = max(key[0] for key in self.keys)
                 image.draft("RGB", (largest, largest))
             image = image.convert("RGB")
             images = {key: resize(image, *key) for key in self.keys}
@@ -176,19 +177,32 @@ def pil_decode(item: Item, device: torch.device) -> torch.Tensor | str:
     return to_tensor(image).to(device)
 
 
-def resize_tensor(image: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
-    """Squash ``[3, H, W]`` uint8 to ``[3, size, size]`` where it lies (antialiased like PIL)."""
+def resize_tensor(
+    image: torch.Tensor, size: int, interpolation: str, mode: str = "squash"
+) -> torch.Tensor:
+    """``[3, H, W]`` uint8 to ``[3, size, size]`` where it lies (antialiased like PIL):
+    squashed, or resized by its shorter side and centre-cropped (:mod:`extract.resize`)."""
     smooth = interpolation != "nearest"
+    height, width = image.shape[1:]
+    new_width, new_height, left, top = (
+        (size, size, 0, 0) if mode == "squash" else resized_crop(width, height, size)
+    )
     resized = torch.nn.functional.interpolate(
-        image[None].float(), size=(size, size), mode=interpolation, antialias=smooth,
+        image[None].float(), size=(new_height, new_width), mode=interpolation, antialias=smooth,
         align_corners=False if smooth else None,
     )  # fmt: skip
-    return resized[0].round().clamp(0, 255).to(torch.uint8)
+    resized = resized[0, :, top : top + size, left : left + size]
+    return resized.round().clamp(0, 255).to(torch.uint8)
 
 
-def resize(image: Image.Image, size: int, interpolation: str) -> torch.Tensor:
-    """Squash to ``size`` x ``size`` (no crop: teacher cells and student patches stay aligned)."""
-    return to_tensor(image.resize((size, size), INTERPOLATION[interpolation]))
+def resize(image: Image.Image, size: int, interpolation: str, mode: str = "squash") -> torch.Tensor:
+    """Squash to ``size`` x ``size`` (teacher cells and student patches cover the same parts of
+    any image), or resize the shorter side and centre-crop, as CLIP's transforms do."""
+    if mode == "squash":
+        return to_tensor(image.resize((size, size), INTERPOLATION[interpolation]))
+    new_width, new_height, left, top = resized_crop(*image.size, size)
+    resized = image.resize((new_width, new_height), INTERPOLATION[interpolation])
+    return to_tensor(resized.crop((left, top, left + size, top + size)))
 
 
 def collate(items: list[Item]) -> list[Item]:

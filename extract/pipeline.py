@@ -25,6 +25,7 @@ from extract.datasets.base import Record
 from extract.encode import encode_batch
 from extract.loader import Item, RecordImages, collate, decode_on_device, image_key
 from extract.plan import Plan
+from extract.resize import clipped_count
 from extract.store import FieldSpec, SplitWriter, decode
 from extract.store.means import FieldMeans
 
@@ -194,7 +195,9 @@ def extract_split(
     records, whichever process writes it and whatever was written before (kernels may pick
     other algorithms for other batch shapes, which would change the bytes).
     """
-    keys = [image_key(encoder.preprocess) for encoder in (plan.image, plan.student)]
+    keys = [
+        image_key(encoder.preprocess, plan.options.resize) for encoder in (plan.image, plan.student)
+    ]
     dataset = RecordImages(adapter, records, 0, keys, options.device_decode, options.fast_decode)
     batches = [
         batch
@@ -280,6 +283,12 @@ def sample_meta(item: Item, plan: Plan) -> dict:
     boxes = item.record.boxes or []
     if "regions" in plan.fields and len(boxes) > plan.options.max_regions:
         meta["regions_truncated"] = len(boxes) - plan.options.max_regions  # never silent
+    size = item.original_size  # none in the size estimate before anything is decoded
+    clipped = (
+        clipped_count(boxes[: plan.options.max_regions], *size, plan.options.resize) if size else 0
+    )
+    if clipped:
+        meta["boxes_clipped"] = clipped  # --resize crop cut them
     return meta
 
 

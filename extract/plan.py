@@ -42,6 +42,7 @@ class PlanOptions:
     text_tokens: bool = True
     max_text_length: int = 64
     max_regions: int = 16
+    resize: str = "squash"  # or "crop": see extract/resize.py (teacher and student alike)
 
 
 @dataclass

@@ -211,6 +211,15 @@ def group_of(config: ExtractConfig) -> str:
     "different pixels, so different caches.",
 )
 @click.option(
+    "--resize",
+    type=click.Choice(["squash", "crop"]),
+    default="squash",
+    help="How images become the encoders' squares, for the teachers and the student alike: "
+    "squash (the whole image; grid cells and student patches cover the same parts) or crop "
+    "(CLIP's shorter-side resize and centre crop: open_clip's exact features on non-square "
+    "images; the ends of the longer side are cut, and boxes clipped).",
+)
+@click.option(
     "--fast-decode",
     is_flag=True,
     help="Decode JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8, down to twice the teacher's "
@@ -307,6 +316,7 @@ def main(**options) -> None:
             text_tokens=not options["no_text_tokens"],
             max_text_length=options["max_text_length"],
             max_regions=options["max_regions"],
+            resize=options["resize"],
         ),
         format=options["fmt"],
         limit=options["limit"],
