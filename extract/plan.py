@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from extract.encoders import Encoder, ImageEncoder, TextEncoder, create_encoders
 from extract.store import FieldSpec
+
+if TYPE_CHECKING:
+    from extract.encoders import Encoder, ImageEncoder, TextEncoder
 
 log = logging.getLogger(__name__)
 DEFAULT_TEACHERS = "effnet-lite0,minilm"
@@ -64,6 +67,8 @@ class Plan:
 
 def pick_teachers(ids: str, max_length: int) -> tuple[ImageEncoder, TextEncoder]:
     """Exactly one image and one text teacher, from one or two ids."""
+    from extract.encoders import ImageEncoder, TextEncoder, create_encoders
+
     encoders = [
         e
         for encoder_id in ids.split(",")
@@ -82,6 +87,8 @@ def pick_teachers(ids: str, max_length: int) -> tuple[ImageEncoder, TextEncoder]
 
 def pick_student(student_input: str, image: ImageEncoder, max_length: int) -> ImageEncoder:
     """The student's visual input: pixel patches, or a frozen image encoder's grid."""
+    from extract.encoders import ImageEncoder, create_encoders
+
     if student_input == image.id:
         return image
     encoders = [

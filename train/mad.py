@@ -21,13 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.choices import BRANCHES, DISTANCES, MODES, SELECTIONS, TARGETS
 from train.students.base import StudentOutput
-
-MODES = ("none", "naive", "mad")
-SELECTIONS = ("cls-attn", "similarity")
-DISTANCES = ("cosine", "l1", "mse")
-TARGETS = ("tokens", "global")
-BRANCHES = ("vis", "txt")
 
 
 @dataclass

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 import click
 from tqdm import tqdm
 
-from train.mad import DISTANCES, MODES, SELECTIONS, TARGETS
+from train.choices import DISTANCES, MODES, SELECTIONS, TARGETS, TASKS
 from train.report import aggregate, run_table, write_run_report, write_summary
-from train.tasks import TASKS
 
 if TYPE_CHECKING:  # torch and the trainer load when a run starts: --help answers at once
     from train.mad import DistillConfig

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_TASK = {"vcr": "vcr-qar", "snli_ve": "snli_ve", "vqa": "vqa"}
-TASKS = ("vcr-qa", "vcr-qar", "snli_ve", "vqa")
+from train.choices import DEFAULT_TASK, TASKS
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def test_task_and_image_bytes(root):
             line(question=["Is", ["0"], "?"]),
             r"train\.jsonl:2: field 'question' has object reference",
         ),
-        ('{"objects": [', r"train\.jsonl:2: not valid JSON"),
+        ('{"objects": [', r"train\.jsonl: truncated or not valid JSON at line 2 column 14 "),
         (line(objects=["person"] * 3), r"3 objects"),
         (line(), r"train\.jsonl:2: sample key 'train-0' repeats the one at .*train\.jsonl:1"),
     ],
