@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extract.store.atomic import write_bytes_atomic
+from extract.store.atomic import json_error, read_json, write_bytes_atomic
 from train.metrics import (
     SNLI_VE_LABELS,
     VCR_CHOICES,
@@ -48,15 +48,12 @@ VCR_CSV_HEADER: tuple[str, ...] = (
 # ----------------------------------------------------------------------------- shared readers
 
 
+FIX = "the file is damaged or cut short: write it again, or download the release again"
+
+
 def load_json(path: PathLike) -> Any:
     """Parse a JSON file; a syntax error names the file, line and column."""
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}:{error.lineno}: not valid JSON (column {error.colno}: {error.msg})"
-            ) from None
+    return read_json(path, fix=FIX)
 
 
 def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict]]:
@@ -68,9 +65,7 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"{path}:{line_no}: not valid JSON (column {error.colno}: {error.msg})"
-                ) from None
+                raise json_error(path, error, FIX, line=line_no) from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{line_no}: expected a JSON object on each line")
             yield line_no, record

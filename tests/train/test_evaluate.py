@@ -130,7 +130,7 @@ def test_vqa_results_round_trip_and_last_entry_wins(tmp_path, caplog):
         ('[{"question_id": 1, "answer": "a"}, 5]', "entry 1 of the list is not a JSON object"),
         ('[{"question_id": "1", "answer": "a"}]', "entry 0: 'question_id' must be an integer"),
         ('[{"question_id": 1, "answer": 2}]', "entry 0: 'answer' must be a string"),
-        ('[{"question_id": 1,\n "answer": }]', r":2: not valid JSON"),
+        ('[{"question_id": 1,\n "answer": }]', r"truncated or not valid JSON at line 2 column 12"),
     ],
 )
 def test_vqa_results_errors_name_file_and_index(tmp_path, content, message):
