@@ -227,12 +227,13 @@ def open_writers(
     shards are missing, so all deal them out alike."""
     builder = None
     if world.main:
-        refuse_unasked_group(CacheBuilder(out, job.spec, owner=False, groups=[job.group]), job)
-        builder = CacheBuilder(out, job.spec, groups=[job.group])
-    if broadcast(world, builder.complete if builder is not None else None):
+        probe = CacheBuilder(out, job.spec, owner=False, groups=[job.group])  # writes nothing
+        refuse_unasked_group(probe, job)
+        if not probe.complete:  # the lock before anything is written: one writer at a time
+            held.enter_context(WriterLock(out))
+            builder = CacheBuilder(out, job.spec, groups=[job.group])
+    if broadcast(world, builder is None if world.main else None):
         return None
-    if world.main:
-        held.enter_context(WriterLock(out))
     if builder is None:
         barrier(world)  # rank 0 has cleaned up
         builder = CacheBuilder(out, job.spec, owner=False, groups=[job.group])

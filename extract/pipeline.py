@@ -228,7 +228,8 @@ def extract_split(
             unexpected = [i for i in failed if str(i.record.key) not in (expected_skips or {})]
             if unexpected and options.on_error == "fail":
                 raise ValueError(
-                    f"{unexpected[0].record.key}: {unexpected[0].error}; fix or remove the file, "
+                    f"{unexpected[0].record.key}: {unexpected[0].error.rstrip('.')}; fix or "
+                    "remove the file, "
                     "or run with --on-error skip to skip unreadable samples (the manifest counts "
                     "them)"
                 )

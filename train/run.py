@@ -18,6 +18,19 @@ if TYPE_CHECKING:  # torch and the trainer load when a run starts: --help answer
     from train.trainer import TrainConfig
 
 
+def parse_seeds(value: str | None) -> list[int] | None:
+    """``1,2,3`` -> ``[1, 2, 3]``: distinct integers."""
+    if value is None:
+        return None
+    try:
+        seeds = [int(seed) for seed in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers, e.g. 1,2,3") from None
+    if len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: give each seed once")
+    return seeds
+
+
 def split_list(values: tuple[str, ...]) -> list[str] | None:
     names = [name for value in values for name in value.split(",") if name]
     return names or None
@@ -126,7 +139,10 @@ def pick_device(name: str) -> str:
 )
 @click.option("--seed", type=int, default=0, help="Seed (subset, initialisation, order).")
 @click.option(
-    "--seeds", default=None, help="Several seeds, e.g. 1,2,3: one run each, then mean +- std."
+    "--seeds",
+    default=None,
+    callback=lambda context, parameter, value: parse_seeds(value),
+    help="Several seeds, e.g. 1,2,3: one run each, then mean +- std.",
 )
 @click.option("--train-split", default="train", help="Split to train on.")
 @click.option(
@@ -264,7 +280,7 @@ def execute(options: dict, progress=None, echo=None) -> list[dict]:
     from train.mad import DistillConfig
     from train.trainer import Trainer
 
-    seeds = [int(s) for s in options["seeds"].split(",")] if options["seeds"] else [options["seed"]]
+    seeds = options["seeds"] or [options["seed"]]
     distill = DistillConfig(
         options["distill"],
         options["select"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .atomic import read_json, sha256_file
@@ -36,20 +36,22 @@ class VerifyReport:
         return not self.problems
 
 
-def check_file(cache_dir: Path, record: FileRecord, problems: list[str]) -> bool:
-    """True when the file exists with the recorded size and sha256; else one problem is added."""
+def check_file(cache_dir: Path, record: FileRecord, problems: list[str], prefix: str = "") -> bool:
+    """True when the file exists with the recorded size and sha256; else one problem is added,
+    naming it ``prefix + record.name`` (a group's files: ``groups/<name>/...``)."""
     path = cache_dir / record.name
+    name = prefix + record.name
     if not path.is_file():
-        problems.append(f"{record.name}: missing")
+        problems.append(f"{name}: missing")
         return False
     size = path.stat().st_size
     if size != record.bytes:
         problems.append(
-            f"{record.name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)"
+            f"{name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)"
         )
         return False
     if sha256_file(path) != record.sha256:
-        problems.append(f"{record.name}: sha256 differs from the manifest (the bytes were changed)")
+        problems.append(f"{name}: sha256 differs from the manifest (the bytes were changed)")
         return False
     return True
 
@@ -60,18 +62,19 @@ def files_read(
     """Every file a reader of ``cache`` (its base and its group) may open for ``splits`` (all by
     default): shards, offset indices, shared data and the FAISS indices, as (folder, record)."""
     manifest, wanted = cache.manifest, cache.splits if splits is None else list(splits)
-    parts = [(cache.cache_dir, manifest.splits, manifest.shared, manifest.indices)]
+    parts = [("", manifest.splits, manifest.shared, manifest.indices)]
     group = cache.group_record
     if group is not None:
-        parts.append((cache.group_dir, group.splits, group.shared, group.indices))
-    files = []
-    for root, split_records, shared, indices in parts:
-        files += [(root, record) for record in shared.values()]
-        files += [(root, FileRecord(**r)) for e in indices.values() for r in e.get("files", [])]
+        prefix = f"{cache.group_dir.relative_to(cache.cache_dir).as_posix()}/"
+        parts.append((prefix, group.splits, group.shared, group.indices))
+    records = []
+    for prefix, split_records, shared, indices in parts:
+        mine = list(shared.values())
+        mine += [FileRecord(**r) for e in indices.values() for r in e.get("files", [])]
         for split in wanted:
-            for shard in split_records[split].shards:
-                files += [(root, shard.file), (root, shard.index)]
-    return files
+            mine += [f for shard in split_records[split].shards for f in (shard.file, shard.index)]
+        records += [replace(record, name=prefix + record.name) for record in mine]
+    return [(cache.cache_dir, record) for record in records]
 
 
 def check_files(
@@ -141,16 +144,17 @@ class Part:
     root: Path
     fields: dict
     with_meta: bool
+    prefix: str = ""  # how its files are named in problems: "" or "groups/<name>/"
 
 
 def _verify_group(cache_dir, manifest, name, group, decode, problems, on_shard) -> None:
     """A column group's files, and its shards' keys against the base's, row for row."""
-    part = Part(group_dir(cache_dir, name), group.spec.fields, False)
+    part = Part(group_dir(cache_dir, name), group.spec.fields, False, f"groups/{name}/")
     for record in group.shared.values():
-        check_file(part.root, record, problems)
+        check_file(part.root, record, problems, part.prefix)
     for entry in group.indices.values():
         for record in entry.get("files", []):
-            check_file(part.root, FileRecord(**record), problems)
+            check_file(part.root, FileRecord(**record), problems, part.prefix)
     for split, base in manifest.splits.items():
         if split not in group.splits or len(group.splits[split].shards) != len(base.shards):
             problems.append(f"group {name!r}: split {split!r} does not have the base's shards")
@@ -172,21 +176,23 @@ def _check_keys(mine: Path, base: Path, problems) -> None:
 
 def _verify_shard(part: Part, manifest: Manifest, shard, decode, problems) -> int:
     """Checks one shard; returns its sample count once its index is sound (else 0)."""
-    files_ok = check_file(part.root, shard.file, problems)
-    index_ok = check_file(part.root, shard.index, problems)
+    files_ok = check_file(part.root, shard.file, problems, part.prefix)
+    index_ok = check_file(part.root, shard.index, problems, part.prefix)
     if not index_ok:
         return 0
     index = read_json(part.root / shard.index.name)
     if len(index["keys"]) != shard.count:
         problems.append(
-            f"{shard.index.name}: lists {len(index['keys'])} samples, manifest says {shard.count}"
+            f"{part.prefix}{shard.index.name}: lists {len(index['keys'])} samples, manifest says "
+            f"{shard.count}"
         )
         return 0
     if files_ok and decode:
         path = part.root / shard.file.name
         reader = READERS[manifest.format](path, part.fields, index, part.with_meta)
         try:
-            _verify_samples(shard.file.name, part.fields, reader, index["keys"], problems)
+            where = part.prefix + shard.file.name
+            _verify_samples(where, part.fields, reader, index["keys"], problems)
         finally:
             reader.close()
     return shard.count

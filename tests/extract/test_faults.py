@@ -171,3 +171,14 @@ def test_the_verify_command_checks_the_inputs_too(tmp_path, snli):
     assert "1 image(s) changed since extraction (sha256 differs): flickr30k_images/1003.jpg" in (
         bad.output
     )
+
+
+def test_a_refused_second_writer_writes_nothing_first(tmp_path, snli):
+    """The lock is taken before the first write: two writers never race on one .tmp name."""
+    from extract.store.lock import WriterLock
+
+    out = tmp_path / "cache"
+    with WriterLock(out):
+        refused = run(arguments(snli, out))
+    assert refused.exit_code == 1 and "is being written by" in refused.output
+    assert sorted(p.name for p in out.iterdir()) == ["writer.lock"]

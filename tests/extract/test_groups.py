@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from extract.store import CacheReader, verify_cache
+from extract.store import CacheReader, check_files, files_read, verify_cache
 from tests.extract.fixtures import write_snli_ve, write_vcr
 from tests.extract.test_run import FAST, run, write_tiny_clip
 
@@ -160,6 +160,13 @@ def test_verify_and_the_reader_catch_a_group_out_of_line(tmp_path):
     assert any("not the base's" in problem for problem in report.problems), report.problems
     with pytest.raises(ValueError, match="row for row"):
         next(iter(CacheReader(out).split("train")))
+    index_path.write_text(json.dumps({**index, "keys": index["keys"][::-1]}))  # back in line
+    shard = out / "groups" / group / "train" / "train-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"x")  # a group's shard, named as such
+    damaged = f"groups/{group}/train/train-000000.tar"
+    assert verify_cache(out).problems[0].startswith(f"{damaged}: sha256 differs")
+    problems = check_files(files_read(CacheReader(out)))
+    assert any(problem.startswith(f"{damaged}: sha256 differs") for problem in problems)
     shutil.rmtree(out / "groups")
     assert any("groups/" in problem for problem in verify_cache(out).problems)
 

@@ -260,8 +260,11 @@ def test_a_cache_without_answers_to_learn_is_refused():
 
 @pytest.mark.parametrize(
     "option,value",
-    [("--epochs", "0"), ("--train-fraction", "1.5"), ("--train-fraction", "0"), ("--lr", "0")],
-)
+    [
+        ("--epochs", "0"), ("--train-fraction", "1.5"), ("--train-fraction", "0"), ("--lr", "0"),
+        ("--seeds", "1,x"), ("--seeds", "1,1"),
+    ],
+)  # fmt: skip
 def test_numbers_out_of_range_are_usage_errors(tmp_path, option, value):
     result = CliRunner().invoke(train_cli, ["--cache", str(tmp_path), option, value])
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
