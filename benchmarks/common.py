@@ -47,6 +47,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ddp_equivalence_max_abs_diff": ("<=", 1e-4),
     "image_dedup_bytes_ratio": ("<=", 0.12),  # 1.2 / the bench data's 10 hypotheses per image
     "ragged_text_bytes_ratio": ("<=", 0.4),
+    "extract_efficiency_real": (">=", 0.9),  # photo-sized JPEGs, a ViT-B/16 teacher
+    "extract_memory_growth": ("<=", 1.3),
 }
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the offline teachers never need the hub

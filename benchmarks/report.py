@@ -21,6 +21,9 @@ ORDER = [
     "int8_whole_sample_bytes_ratio",
     "faiss_build_s_per_1e5",
     "student_train_samples_per_s",
+    "extract_efficiency_real_default",
+    "fast_decode_cosine",
+    "fast_decode_speedup",
 ]
 
 

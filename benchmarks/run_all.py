@@ -25,6 +25,18 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
     "layout": (True, ("image_dedup_bytes_ratio", "ragged_text_bytes_ratio")),
     "groups": (True, ("column_read_bytes_ratio", "add_group_time_ratio")),
     "faiss_index": (True, ("faiss_recall_at_10", "faiss_build_s_per_1e5")),
+    "faults": (
+        False,
+        (
+            "faults_extract_kill_identical",
+            "faults_train_kill_identical",
+            "faults_damage_caught_verify",
+            "faults_damage_caught_train",
+            "faults_bad_input_clear",
+            "faults_concurrent_writers_refused",
+            "faults_skipped_retried",
+        ),
+    ),
     "int8": (
         True,
         (
@@ -32,6 +44,16 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
             "int8_whole_sample_bytes_ratio",
             "int8_cosine_error",
             "int8_accuracy_delta",
+        ),
+    ),
+    "real_images": (
+        True,
+        (
+            "fast_decode_cosine",
+            "fast_decode_speedup",
+            "extract_efficiency_real",
+            "extract_efficiency_real_default",
+            "extract_memory_growth",
         ),
     ),
 }
