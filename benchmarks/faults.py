@@ -584,7 +584,7 @@ def bad_inputs(data: Path, cache: Path, run: Path) -> list[Case]:
         Case("--teachers naming no group of the cache", t, train("--teachers", "nosuch"), 1,
              "nosuch"),
         Case("unknown --student", t, train("--student", "huge"), 1, "huge"),
-        Case("--seeds with a word", t, train("--seeds", "1,x"), 1, "--seeds"),
+        Case("--seeds with a word", t, train("--seeds", "1,x"), 2, "--seeds"),
         Case("--resume of a run with other settings", t,
              [*train_args(cache, other, 2), "--resume"], 1, "last.pt"),
     ]
