@@ -60,8 +60,8 @@ class RecordImages(Dataset):
         device_decode: bool = False,
         fast_decode: bool = False,
     ):
-        """``fast_decode``: JPEGs decoded at a reduced DCT scale (down to twice the largest size
-        asked for) before the resize; faster on large photos, but not the teachers' own pixels."""
+        """``fast_decode``: JPEGs decoded at a reduced DCT scale (while both sides stay at least
+        the largest size asked for) before the resize; faster on large photos, not exact."""
         self.adapter, self.records = adapter, records
         self.first_position, self.keys = first_position, sorted(set(keys))
         self.device_decode, self.fast_decode = device_decode, fast_decode

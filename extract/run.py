@@ -222,9 +222,9 @@ def group_of(config: ExtractConfig) -> str:
 @click.option(
     "--fast-decode",
     is_flag=True,
-    help="Decode JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8, down to twice the teacher's "
-    "size) before resizing: faster on large photos, but not the teacher's own pixels "
-    "(BENCHMARKS.md gives the cosine to the exact features); recorded in the cache key.",
+    help="Decode JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8, as long as both sides stay at "
+    "least the teacher's size) before resizing: faster on large photos, but not the teacher's "
+    "own pixels (BENCHMARKS.md gives the cosine to the exact features); in the cache key.",
 )
 @click.option(
     "--on-error",

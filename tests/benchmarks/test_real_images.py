@@ -1,5 +1,5 @@
-"""The photo set of ``benchmarks.real_images``: COCO-sized JPEGs, the same bytes every run, and a
-``pairs`` dataset with one and ten captions per image."""
+"""The photos of ``benchmarks.photos`` (``benchmarks.real_images`` measures on them): COCO-sized
+JPEGs, the same bytes every run, and a ``pairs`` dataset with one and ten captions per image."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import io
 import pytest
 from PIL import Image
 
-from benchmarks import real_images, run_all
+from benchmarks import photos, real_images, run_all
 from benchmarks.common import TARGETS
 from extract.datasets import open_dataset
 
 
 @pytest.mark.parametrize("index", range(4))  # both shapes, twice
 def test_photos_are_coco_sized_jpegs(index):
-    data = real_images.photo_jpeg(index)
+    data = photos.photo_jpeg(index)
     image = Image.open(io.BytesIO(data))
     assert image.format == "JPEG" and image.mode == "RGB"
     assert image.size == ((640, 480), (500, 375))[index % 2]
@@ -23,16 +23,16 @@ def test_photos_are_coco_sized_jpegs(index):
 
 
 def test_photos_and_captions_are_deterministic():
-    assert real_images.photo_jpeg(3) == real_images.photo_jpeg(3)
-    assert real_images.photo_jpeg(3) != real_images.photo_jpeg(5)  # same shape, other image
-    assert real_images.photo_jpeg(3, seed=1) != real_images.photo_jpeg(3)
-    assert real_images.caption(7, 2) == real_images.caption(7, 2)
-    assert len({real_images.caption(7, n) for n in range(10)}) == 10
+    assert photos.photo_jpeg(3) == photos.photo_jpeg(3)
+    assert photos.photo_jpeg(3) != photos.photo_jpeg(5)  # same shape, other image
+    assert photos.photo_jpeg(3, seed=1) != photos.photo_jpeg(3)
+    assert photos.caption(7, 2) == photos.caption(7, 2)
+    assert len({photos.caption(7, n) for n in range(10)}) == 10
 
 
 def test_the_dataset_lists_each_image_once_and_ten_times(tmp_path, monkeypatch):
-    monkeypatch.setattr(real_images, "DATA", tmp_path)
-    root = real_images.photo_dataset(4)
+    monkeypatch.setattr(photos, "DATA", tmp_path)
+    root = photos.photo_dataset(4)
     adapter = open_dataset("pairs", root)
     assert adapter.splits() == ["train", "train10x"]
     once, ten = list(adapter.records("train")), list(adapter.records("train10x"))
@@ -42,13 +42,13 @@ def test_the_dataset_lists_each_image_once_and_ten_times(tmp_path, monkeypatch):
     ]
     assert len({r.image for r in ten}) == 40  # ten names (hard links) per image
     assert len({r.texts[0] for r in ten[:10]}) == 10  # ten captions of one image
-    assert (root / "images" / "00002.jpg").read_bytes() == real_images.photo_jpeg(2)
+    assert (root / "images" / "00002.jpg").read_bytes() == photos.photo_jpeg(2)
     assert (root / ten[29].image).samefile(root / "images" / "00002.jpg")
-    sizes = real_images.file_sizes(root, 4)
+    sizes = photos.file_sizes(root, 4)
     assert set(sizes) == {"640x480", "500x375"} and sizes["640x480"]["count"] == 2
     assert all(60 <= s["min_kb"] <= s["max_kb"] <= 150 for s in sizes.values())
     stamp = (root / "train10x.csv").stat().st_mtime_ns
-    assert real_images.photo_dataset(4) == root  # kept: not written again
+    assert photos.photo_dataset(4) == root  # kept: not written again
     assert (root / "train10x.csv").stat().st_mtime_ns == stamp
 
 
