@@ -95,7 +95,9 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         bytes_per_sample = sum(field.bytes_per_sample for field in job.plan.fields.values())
         held.enter_context(no_room_reported(config.out, job, bytes_per_sample))  # to the end
         with aborted_on_failure(parts):
-            total, done = write_splits(job, adapter, parts, missing, config, progress, timing)
+            total, done = write_splits(
+                job, adapter, parts, missing, config, progress, timing, bytes_per_sample
+            )
         ranks = gather_to_main(world, {"total": total.as_dict(), "splits": timing["splits"]})
         ranks_done = gather_to_main(world, done)
         if not world.main:
@@ -141,12 +143,13 @@ def run_extraction(config: ExtractConfig, progress: ProgressFactory | None = Non
         return ExtractResult(manifest, False, timing)
 
 
-def write_splits(job: Job, adapter, parts, missing, config, progress, timing: dict):
+def write_splits(
+    job: Job, adapter, parts, missing, config, progress, timing: dict, bytes_per_sample: int
+):
     """This rank's missing shards of every split; returns the total timing and, per split and
-    part, the records of the shards it wrote."""
+    part, the records of the shards it wrote (``bytes_per_sample``: for the progress bars)."""
     world = current()
     total = Timing()
-    bytes_per_sample = sum(field.bytes_per_sample for field in job.plan.fields.values())  # bars
     done = {}
     for split in job.splits:
         writers = parts[split]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from extract.datasets import open_dataset
 from extract.datasets.base import Record
+from extract.retry import reads
 from extract.store import CacheReader
 from extract.store.atomic import sha256_bytes, sha256_file
 
@@ -90,11 +91,8 @@ def _readable_skips(cache: CacheReader, adapter) -> list[str]:
             image = skipped.get("image")
             if image is None:
                 continue
-            try:
-                adapter.read_image_bytes(Record(skipped["key"], image, []))
-            except OSError:
-                continue
-            keys.append(skipped["key"])
+            if reads(adapter, skipped["key"], image):
+                keys.append(skipped["key"])
     return keys
 
 
