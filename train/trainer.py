@@ -58,6 +58,7 @@ from train.text_inputs import text_reader
 log = logging.getLogger(__name__)
 LOSS_TERMS = ("loss", "task", "distill_vis", "distill_txt")
 BEST_PRETRAINED = "best_hf"  # the best student in its library's own format (transformers)
+SUCCESS_FILES = ("results.json", "report.md", "curves.png")  # written once a run has finished
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Trainer:
         if config.distill_pool == "all" and config.distill.mode == "none":
             raise ValueError("--distill-pool all needs distillation (--distill naive or mad)")
         self.val_split, self.eval_splits = default_splits(self.cache, config)
+        self.check_filtered_splits()
         if config.distill.mode != "none":
             check_means_split(self.cache, config.train_split)
         self._means: dict[str, np.ndarray] = {}
@@ -179,6 +181,22 @@ class Trainer:
 
     def eval_keys(self, split: str, where: list[tuple[str, str]]) -> list[str]:
         return [k for k, m in read_metas(self.cache, split) if matches(m, where)]
+
+    def check_filtered_splits(self) -> None:
+        """A validation or evaluation split that ``--train-where`` / ``--eval-where`` leaves
+        empty would score nothing, and the run would end without a model selection or a score:
+        refuse it before anything is trained."""
+        wanted = [(self.val_split, self.config.train_where, "--train-where")]
+        wanted += [(split, self.config.eval_where, "--eval-where") for split in self.eval_splits]
+        for split, where, option in wanted:
+            if split is None or not where or self.eval_keys(split, where):
+                continue
+            text = " ".join(f"{name}={value}" for name, value in where)
+            role = "validation" if split == self.val_split and option == "--train-where" else "eval"
+            raise ValueError(
+                f"no sample of the {role} split {split!r} matches {option} {text}; give a value "
+                f"its samples' json holds, or another split (--val-split, --eval-split)"
+            )
 
     def instance_weights(self, keys: list[str], metas: dict[str, dict]) -> dict[str, float]:
         if self.config.distill.mode != "mad" or self.confidence == "none":
@@ -258,6 +276,10 @@ class Trainer:
     def fit(self, progress: Callable[[int, str], object] | None = None) -> dict:
         """Train, select on validation, evaluate every eval split; returns the results."""
         config = self.config
+        if self.world.main:  # a failed run must not leave an earlier run's results looking new
+            for name in SUCCESS_FILES:
+                (self.out / name).unlink(missing_ok=True)
+            shutil.rmtree(self.out / "predictions", ignore_errors=True)
         splits = {config.train_split, *self.eval_splits} | ({self.val_split} - {None})
         guard.check_cache(self.cache, sorted(splits), config.check_cache, self.world, progress)
         keys, metas, full = self.select_train_keys()

@@ -128,3 +128,14 @@ def test_every_rank_stops_when_one_finds_a_nan(tmp_path):
     assert "error: sample 'train-40' of split 'train': field 'img_grid'" in run.stderr
     assert "another rank found non-finite values" in run.stderr
     assert not (tmp_path / "ddp" / "results.json").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_and_leaves_no_results(tmp_path):
+    """A learning rate no float32 weight survives: the loss is not finite, the inputs are."""
+    cache = build(tmp_path / "cache")
+    out = tmp_path / "run"
+    assert train(cache, out, "--epochs", "1").exit_code == 0
+    assert all((out / name).exists() for name in SUCCESS)
+    line = one_error_line(train(cache, out, "--lr", "1e38"))  # the same --out, now failing
+    assert line.startswith("error: the loss is ") and "training diverged" in line, line
+    assert not any((out / name).exists() for name in (*SUCCESS, "predictions"))

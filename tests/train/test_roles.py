@@ -75,3 +75,14 @@ def test_a_domain_restricted_run_centres_by_its_domains_means(tmp_path):
     whole = Trainer(config(cache, tmp_path / "all"))
     assert not whole.means()["img_grid"].any()  # the tiny cache's stored means are zeros
     assert whole.means_source() == "the cache's means over 'train'"
+
+
+def test_a_filter_that_empties_the_validation_or_an_eval_split_is_refused(tmp_path):
+    cache = build(tmp_path / "cache")
+    nowhere = [("source", "nowhere")]
+    with pytest.raises(ValueError, match="no sample of the eval split 'test' matches --eval-where"):
+        Trainer(config(cache, tmp_path / "run", eval_where=nowhere))
+    with pytest.raises(ValueError, match="of the validation split 'val' matches --train-where"):
+        Trainer(config(cache, tmp_path / "run", train_where=nowhere))
+    lsmdc = Trainer(config(cache, tmp_path / "run", eval_where=[("source", "lsmdc")]))
+    assert sorted(lsmdc.eval_splits) == ["test", "val"]  # a filter some samples match is fine
