@@ -1,10 +1,13 @@
-"""A small demo configuration runs end to end: generate, extract (real and random teachers),
-the protocol over none / naive / mad / mad-pool / mad on the control, the report; then reused."""
+"""A small demo configuration runs end to end: generate, extract (the real teachers, then the
+random ones added as a column group), the protocol over none / naive / mad / mad-pool / mad on
+the control group, the report; then reused."""
+
+import json
 
 import pytest
 from click.testing import CliRunner
 
-from extract.store import verify_cache
+from extract.store import CacheReader, verify_cache
 from train.demo import main as demo
 
 
@@ -23,9 +26,16 @@ def test_small_demo_end_to_end(tmp_path, capfd):
     assert "colour" in report.split("## test_shifted")[1]  # per question type
     for split in ("val", "test", "test_shifted"):
         assert (tmp_path / "demo" / f"lowshot-{split}.png").is_file()
-    for cache in ("vqa-real", "vqa-random"):  # the synthetic data extracts to valid caches
-        report = verify_cache(tmp_path / "demo" / cache)
-        assert report.ok, report.problems
+    cache = tmp_path / "demo" / "vqa"  # one base, the real and the random teachers' groups
+    report = verify_cache(cache)
+    assert report.ok, report.problems
+    assert list(CacheReader(cache).manifest.groups) == ["effnet-lite0-minilm", "random-teachers"]
+    cells = tmp_path / "demo" / "cells" / "tiny"
+    for arm, group in (("mad", "effnet-lite0-minilm"), ("mad@control", "random-teachers")):
+        results = json.loads(
+            (cells / arm / "fraction-0.25" / "seed-1" / "results.json").read_text()
+        )
+        assert results["teachers"] == group  # each arm distilled its own column group
     capfd.readouterr()
     again = CliRunner().invoke(demo, args)  # everything reused
     assert again.exit_code == 0, again.output

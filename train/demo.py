@@ -1,10 +1,11 @@
 """``python -m train.demo`` (``make demo``): the whole pipeline on embedded synthetic data.
 
 It runs, as a user would, each stage's own command: generate the synthetic datasets, extract the
-VQA set with the offline teachers (EfficientNet-Lite0 + MiniLM) and with their ``:random``
-controls, then ``python -m train.protocol``: students x methods (``none``, ``naive``, ``mad``,
-``mad-pool``, and ``mad`` and ``mad-pool`` on the random-teacher cache) x low-shot fractions x 8
-seeds, evaluated on val, test and test_shifted, with paired per-seed differences. Every step is
+VQA set with the offline teachers (EfficientNet-Lite0 + MiniLM), add their ``:random`` controls
+to the same cache as a second column group (``--add-teachers``), verify it, then ``python -m
+train.protocol``: students x methods (``none``, ``naive``, ``mad``, ``mad-pool``, and ``mad``
+and ``mad-pool`` against the random teachers' group) x low-shot fractions x 8 seeds, evaluated
+on val, test and test_shifted, with paired per-seed differences. Every step is
 skipped when its output exists, so a second run reuses the data, the caches and every finished
 cell.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import click
 
 TEACHERS = {"real": "effnet-lite0,minilm", "random": "effnet-lite0:random,minilm:random"}
+CONTROL_GROUP = "random-teachers"  # the :random controls' column group, added to the cache
 PRETRAINED = "visualbert-init:minilm"
 
 
@@ -85,21 +87,22 @@ def generate(config: DemoConfig) -> None:
     run(python("extract.synthetic", "--out", str(config.data), *config.generator_options))
 
 
-def extract(config: DemoConfig, teachers: str) -> Path:
-    cache = config.out / f"{config.task}-{teachers}"
+def extract(config: DemoConfig, *teachers: str) -> Path:
+    """The VQA cache: its base and the real teachers' group, or (``--add-teachers ...``) one
+    more column group beside them."""
+    cache = config.out / config.task
     workers = [] if config.workers is None else ["--workers", str(config.workers)]
     run(
         python(
             "extract.run", "--dataset", config.task, "--root", str(config.data / config.task),
-            "--out", str(cache), "--teachers", TEACHERS[teachers],
-            "--student-input", config.student_input,
+            "--out", str(cache), *teachers, "--student-input", config.student_input,
             "--max-text-length", str(config.max_text_length), *workers,
         )
     )  # fmt: skip
     return cache
 
 
-def protocol(config: DemoConfig, real: Path, control: Path) -> None:
+def protocol(config: DemoConfig, cache: Path) -> None:
     students = [name for name in config.students.split(",") if name]
     options = [
         f"--student-options={name}={value}"
@@ -108,7 +111,8 @@ def protocol(config: DemoConfig, real: Path, control: Path) -> None:
     ]
     run(
         python(
-            "train.protocol", "--cache", f"real={real}", "--cache", f"control={control}",
+            "train.protocol", "--cache", f"real={cache}", "--cache", f"control={cache}",
+            "--teachers", f"control={CONTROL_GROUP}",
             "--students", config.students, "--fractions", config.fractions,
             "--seeds", config.seeds, "--methods", config.methods,
             "--control-methods", config.control_methods, *options,
@@ -121,8 +125,10 @@ def protocol(config: DemoConfig, real: Path, control: Path) -> None:
 def run_demo(config: DemoConfig) -> None:
     config.out.mkdir(parents=True, exist_ok=True)
     generate(config)
-    real, control = extract(config, "real"), extract(config, "random")
-    protocol(config, real, control)
+    cache = extract(config, "--teachers", TEACHERS["real"])
+    extract(config, "--add-teachers", TEACHERS["random"], "--group", CONTROL_GROUP)
+    run(python("extract.verify", "--cache", str(cache)))  # the base and both groups, aligned
+    protocol(config, cache)
 
 
 @click.command()

@@ -3,7 +3,8 @@ run (a *cell*) each, run where it is missing.
 
 A method is a named set of ``train.run`` options (``none``, ``naive``, ``mad``, ``mad-pool``, or
 any ``NAME=OPTIONS`` the user defines). Methods run on the first cache; control methods also on
-every other cache (a ``:random``-teacher extraction), where their arm is named ``METHOD@CACHE``.
+every other cache (a ``:random``-teacher extraction, or the main cache's ``:random`` teachers'
+column group), where their arm is named ``METHOD@CACHE``.
 A cell is finished when its folder holds ``results.json``; an unfinished one resumes from its
 ``last.pt``. Cells run in worker processes (``--jobs``), each with its share of the CPU threads
 and, on a GPU machine, its own GPU (round robin); a worker keeps the libraries loaded between
@@ -66,6 +67,9 @@ class GridSpec:
     seeds: list[int]
     train_options: list[str]  # given to every cell (epochs, batch size, splits, ...)
     student_options: dict[str, str] = field(default_factory=dict)  # per student, last: they win
+    # cache name -> the column group its cells distil (absent: the cache's first group), so a
+    # control can be the :random teachers' group added to the main cache itself
+    teachers: dict[str, str] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         main, *controls = self.caches
@@ -81,8 +85,10 @@ class GridSpec:
 
     def arguments(self, cell: Cell, out: Path) -> list[str]:
         """The ``train.run`` command line of a cell (also what its report shows)."""
+        group = self.teachers.get(cell.cache)
         return [
-            "--cache", str(self.caches[cell.cache]), "--student", cell.student,
+            "--cache", str(self.caches[cell.cache]), *(["--teachers", group] if group else []),
+            "--student", cell.student,
             *shlex.split(self.methods[cell.method]), "--train-fraction", f"{cell.fraction:g}",
             "--seed", str(cell.seed), *self.train_options,
             *shlex.split(self.student_options.get(cell.student, "")),

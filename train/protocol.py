@@ -6,7 +6,8 @@ finished ones are reused, an interrupted one resumes. Then ``OUT/report.md``: pe
 mean, sample std and n of every cell, the paired per-seed differences between methods with 95%
 t-intervals, a low-shot curve and a bar plot of the differences::
 
-    python -m train.protocol --cache real=shards/vqa --cache control=shards/vqa-random \\
+    python -m train.protocol --cache real=shards/vqa --cache control=shards/vqa \\
+        --teachers control=effnet-lite0-random-minilm-random \\
         --students tiny,visualbert-init:minilm --fractions 0.05,0.1,0.25 --seeds 1-8 \\
         --methods none,naive,mad,mad-pool --control-methods mad --jobs 2 --out runs/protocol \\
         -- --epochs 10 --eval-split val,test
@@ -63,6 +64,20 @@ def parse_caches(values: tuple[str, ...]) -> dict[str, Path]:
     return caches
 
 
+def parse_teachers(values: tuple[str, ...], caches: dict[str, Path]) -> dict[str, str]:
+    """``NAME=GROUP``: the column group the cells of cache NAME distil."""
+    teachers = {}
+    for value in values:
+        name, sep, group = value.partition("=")
+        if not sep or not group or name not in caches:
+            raise click.BadParameter(
+                f"{value!r}: write CACHE=GROUP for one of the caches {list(caches)}, "
+                "e.g. control=effnet-lite0-random-minilm-random"
+            )
+        teachers[name] = group
+    return teachers
+
+
 def gpus() -> list[str]:
     import torch
 
@@ -76,6 +91,13 @@ def gpus() -> list[str]:
     multiple=True,
     required=True,
     help="NAME=PATH (or PATH); the first is the main cache, the others controls.",
+)
+@click.option(
+    "--teachers",
+    "teachers",
+    multiple=True,
+    help="NAME=GROUP: the column group the cells of cache NAME distil [default: its first], "
+    "e.g. a control that is the same cache's :random teachers' group.",
 )
 @click.option("--students", default="tiny", help="Student ids, comma-separated.")
 @click.option("--fractions", default="0.05,0.1,0.25", help="Low-shot fractions.")
@@ -99,15 +121,17 @@ def gpus() -> list[str]:
 @click.option("--report-only", is_flag=True, help="Rewrite the report from finished cells.")
 @click.argument("train_options", nargs=-1, type=click.UNPROCESSED)
 def main(
-    caches, students, fractions, seeds, methods, control_methods, defined, student_options,
-    jobs, out, report_only, train_options,
+    caches, teachers, students, fractions, seeds, methods, control_methods, defined,
+    student_options, jobs, out, report_only, train_options,
 ) -> None:  # fmt: skip
     """Run the grid's missing cells and write OUT/report.md (options after -- go to every
     train.run, e.g. -- --epochs 10 --eval-split val,test)."""
     try:
         chosen = names(methods) + [m for m in names(control_methods) if m not in names(methods)]
+        paths = parse_caches(caches)
         spec = GridSpec(
-            caches=parse_caches(caches),
+            caches=paths,
+            teachers=parse_teachers(teachers, paths),
             students=names(students),
             methods=parse_methods(list(defined), chosen),
             control_methods=names(control_methods),

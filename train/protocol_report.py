@@ -264,7 +264,11 @@ def write_report(spec: GridSpec, out: Path, failed: dict[str, str]) -> str:
         f"Task `{task}`, {metric}; {len(records)} of {len(spec.cells())} cells finished; "
         f"seeds per cell: n = {', '.join(map(str, counts)) or '-'} "
         f"(seeds {', '.join(map(str, spec.seeds))}). Caches: "
-        + ", ".join(f"`{name}` = `{path}`" for name, path in spec.caches.items())
+        + ", ".join(
+            f"`{name}` = `{path}`"
+            + (f" (group `{spec.teachers[name]}`)" if name in spec.teachers else "")
+            for name, path in spec.caches.items()
+        )
         + ". Methods: "
         + ", ".join(f"`{name}` (`{options}`)" for name, options in spec.methods.items())
         + f"; on the control cache(s): {', '.join(spec.control_methods) or 'none'}. "
