@@ -1,5 +1,14 @@
-"""What the trainer does not take on trust: the cache's files are checked against the manifest's
-sha256s before the first epoch, and every batch's values and loss must be finite.
+"""What the trainer does not take on trust: the cache's files are checked against the manifest
+before the first epoch, every member it reads against its checksum, and every batch's values and
+loss must be finite.
+
+``--check-cache read`` (the default) checks, before training, that every file the run reads is
+there at its recorded size, and the sha256 of the small ones read whole (offset indices, shared
+arrays); the shards' bytes are checked as they are read, each tar member against its CRC-32 in
+the offset index and each HDF5 chunk against its Fletcher-32 checksum, so nothing is read twice
+and a run that distils only text never reads an image grid. ``full`` also reads every shard
+(and FAISS file) whole against its sha256 before training, tar headers and unread fields
+included; ``off`` checks nothing before training (the members are still checked as read).
 
 A run on a damaged cache must not end in ``results.json`` as if nothing happened: one flipped
 byte, or one NaN written with a matching checksum, stops it with one line naming the file, or the
@@ -13,11 +22,12 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from extract.store import CacheReader, check_files, files_read
+from extract.store import CacheReader, check_files, check_sizes, files_read
 from train import distributed
 from train.distributed import World
 
-CHECK_MODES = ("full", "off")
+CHECK_MODES = ("read", "full", "off")
+READ_AS_USED = (".tar", ".h5", ".faiss")  # checked as read (members, chunks) or not read at all
 
 
 class NonFiniteError(ValueError):
@@ -31,17 +41,23 @@ def check_cache(
     world: World,
     progress: Callable[[int, str], object] | None = None,
 ) -> None:
-    """Every file the run reads (``splits`` of the base and of the run's column group, the shared
-    data, the indices) against its size and sha256; ``mode="off"`` skips it. Ranks share the
-    files out and all raise when any file is bad."""
+    """The files the run reads (``splits`` of the base and of the run's column group, the shared
+    data, the indices): sizes, and sha256s as ``mode`` says (see the module's docstring). Ranks
+    share the files out and all raise when any file is bad."""
     if mode not in CHECK_MODES:
         raise ValueError(f"--check-cache {mode!r}: use one of {', '.join(CHECK_MODES)}")
     if mode == "off":
         return
     files = files_read(cache, splits)
-    mine = files[slice(*distributed.share(len(files), world.rank, world.size))]
-    bar = progress(len(mine), "checking the cache") if progress and world.main else None
-    problems = check_files(mine, on_file=(lambda _: bar.update(1)) if bar else None)
+    sized = [] if mode == "full" else [f for f in files if f[1].name.endswith(READ_AS_USED)]
+    hashed = [f for f in files if f not in sized]
+
+    def mine(part: list) -> list:
+        return part[slice(*distributed.share(len(part), world.rank, world.size))]
+
+    problems = check_sizes(mine(sized))
+    bar = progress(len(mine(hashed)), "checking the cache") if progress and world.main else None
+    problems += check_files(mine(hashed), on_file=(lambda _: bar.update(1)) if bar else None)
     if bar is not None:
         bar.close()
     parts = distributed.gather_to_main(world, problems)

@@ -246,11 +246,14 @@ def pick_device(name: str) -> str:
 )
 @click.option(
     "--check-cache",
-    type=click.Choice(["full", "off"]),
-    default="full",
-    help="full: before training, check every cache file the run reads against the manifest's "
-    "sha256 (one read of each, at disk speed); off: trust the cache. Either way a NaN or "
-    "infinite value in a batch, or a non-finite loss, stops the run.",
+    type=click.Choice(["read", "full", "off"]),
+    default="read",
+    help="read: before training, the size of every cache file the run reads and the sha256 of "
+    "its offset indices and shared arrays; the shards' bytes are checked as they are read "
+    "(each member's CRC-32, each HDF5 chunk's checksum), so unread fields are never read. "
+    "full: also every shard's sha256 before training (one read of each, at disk speed). off: "
+    "nothing before training. Always: a damaged member, a NaN or infinite value in a batch, "
+    "or a non-finite loss stops the run.",
 )
 def main(**options) -> None:
     """Train a cross-modal student against cached teacher features, with the adaptive
@@ -266,12 +269,22 @@ def main(**options) -> None:
     try:
         runs = execute(options, progress=bar, echo=click.echo if world.main else None)
     except (ValueError, FileNotFoundError) as error:  # bad input or state: one line, exit 1
-        click.echo(f"error: {error}", err=True)  # (usage errors exit 2 with click's usage line;
+        click.echo(f"error: {one_line(error)}", err=True)  # (usage errors exit 2 with click's;
         sys.exit(1)  # anything else is a bug and keeps its traceback)
     finally:
         distributed.stop()
     if len(runs) > 1 and world.main:
         click.echo(write_summary(options["out"], aggregate(runs)))
+
+
+def one_line(error: Exception) -> str:
+    """The error's message; for one raised in a DataLoader worker, which torch raises again with
+    the worker's traceback in its text, the original message alone."""
+    text = str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.partition(": ")[2] or last
+    return text
 
 
 def execute(options: dict, progress=None, echo=None) -> list[dict]:

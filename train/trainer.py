@@ -95,7 +95,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "cpu"
     resume: bool = False
-    check_cache: str = "full"  # the cache's sha256s checked before training (full) or not (off)
+    check_cache: str = "read"  # what is checked before training: see train/guard.py
 
 
 class Trainer:

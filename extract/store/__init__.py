@@ -16,7 +16,14 @@ from .manifest import (
     load_manifest,
 )
 from .reader import CacheReader, SplitReader
-from .verify import VerifyReport, check_files, files_read, format_report, verify_cache
+from .verify import (
+    VerifyReport,
+    check_files,
+    check_sizes,
+    files_read,
+    format_report,
+    verify_cache,
+)
 from .writer import CacheBuilder, ShardPlan, SplitWriter
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "StreamingDataset",
     "VerifyReport",
     "check_files",
+    "check_sizes",
     "decode",
     "describe_differences",
     "encode",

@@ -7,11 +7,14 @@ json) as UTF-8 strings. A field has one row per sample (``[N, *shape]``), except
   (``[N]`` int32) gives each sample's row;
 - a ragged field is ``[sum of all lengths, *shape[2:]]``, and ``starts/<name>`` (``[N + 1]``
   int64) gives each sample's first row; its candidates' lengths are its lengths field's row.
-Rows are buffered and written a chunk at a time.
+Rows are buffered and written a chunk at a time. Every array dataset has HDF5's Fletcher-32
+filter, so HDF5 checks each chunk it reads; the json strings (in HDF5's heap, where no filter
+applies) have their CRC-32s in the shard's offset index, checked by the reader.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +74,9 @@ class H5ShardWriter:
                 self._grow(f"scales/{name}", scale_row_shape(spec), np.float32, rows)
             if spec.lengths:
                 self._file.create_dataset(
-                    f"starts/{name}", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,)
-                )
+                    f"starts/{name}", data=np.zeros(1, np.int64), maxshape=(None,),
+                    chunks=(4096,), fletcher32=True,
+                )  # fmt: skip
         self._pending: list[tuple[str, dict, bytes, bool]] = []
         self._rows = 0
         self._images = 0  # rows of the per-image fields
@@ -83,15 +87,20 @@ class H5ShardWriter:
 
     def _grow(self, name: str, shape: tuple[int, ...], dtype, rows: int) -> None:
         self._file.create_dataset(
-            name, (0, *shape), dtype=dtype, maxshape=(None, *shape), chunks=(rows, *shape)
-        )
+            name, (0, *shape), dtype=dtype, maxshape=(None, *shape), chunks=(rows, *shape),
+            fletcher32=True,  # each chunk's checksum, checked by HDF5 whenever it reads it
+        )  # fmt: skip
 
     @property
     def bytes_written(self) -> int:
         return self._bytes
 
-    def add(self, key: str, encoded: dict, meta: bytes | None, repeat: bool = False) -> list[int]:
-        """Append one sample; ``repeat``: its image is the previous sample's (rows shared)."""
+    def add(
+        self, key: str, encoded: dict, meta: bytes | None, repeat: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """Append one sample; ``repeat``: its image is the previous sample's (rows shared).
+        Returns its row and its json's CRC-32 (the arrays' chunks carry HDF5's checksums; the
+        json strings, in HDF5's heap, have none of their own)."""
         self._pending.append((key, encoded, meta, repeat))
         self._bytes += len(meta or b"") + sum(
             v.nbytes + (0 if s is None else s.nbytes)
@@ -101,7 +110,7 @@ class H5ShardWriter:
         row = self._rows + len(self._pending) - 1
         if len(self._pending) >= MAX_CHUNK_ROWS:
             self._flush()
-        return [row]
+        return [row], [] if meta is None else [zlib.crc32(meta)]
 
     def _flush(self) -> None:
         if not self._pending:
@@ -162,6 +171,8 @@ class H5ShardReader:
         self.fields = fields
         self.with_meta = with_meta
         self.count = len(index["keys"])
+        self.keys = index["keys"]
+        self.meta_checksums = [row[0] for row in index["crc32"]] if with_meta else None
         self._file = None
         self._image_row: np.ndarray | None = None
         self._starts: dict[str, np.ndarray] = {}
@@ -181,9 +192,9 @@ class H5ShardReader:
                     "run python -m extract.verify and extract again"
                 )
             if "image_row" in self._file:
-                self._image_row = self._file["image_row"][:]
+                self._image_row = self._get("image_row", slice(None))
             starts = self._file.get("starts", {})
-            self._starts = {name: starts[name][:] for name in starts}
+            self._starts = {name: self._get(f"starts/{name}", slice(None)) for name in starts}
         return self._file
 
     def _rows(self, name: str, spec: FieldSpec, start: int, stop: int) -> tuple[int, int]:
@@ -202,10 +213,10 @@ class H5ShardReader:
                 continue
             low, high = self._rows(name, spec, row, row + 1)
             pick = slice(low, high) if spec.lengths else low
-            values = handle[f"fields/{name}"][pick]
-            scale = handle[f"scales/{name}"][pick] if spec.has_scale else None
+            values = self._get(f"fields/{name}", pick)
+            scale = self._get(f"scales/{name}", pick) if spec.has_scale else None
             arrays[name] = (np.asarray(values), None if scale is None else np.asarray(scale))
-        return arrays, as_bytes(handle["meta"][row]) if self.with_meta else None
+        return arrays, self._meta(row, handle["meta"][row]) if self.with_meta else None
 
     def iterate(self, wanted: set[str] | None = None):
         """All rows in order, read a block at a time (much faster than row by row in h5py)."""
@@ -217,8 +228,8 @@ class H5ShardReader:
                 if wanted is not None and name not in wanted:
                     continue
                 low, high = self._rows(name, spec, start, stop)
-                values = handle[f"fields/{name}"][low:high]
-                scales = handle[f"scales/{name}"][low:high] if spec.has_scale else None
+                values = self._get(f"fields/{name}", slice(low, high))
+                scales = self._get(f"scales/{name}", slice(low, high)) if spec.has_scale else None
                 block[name] = (spec, low, values, scales)
             metas = handle["meta"][start:stop] if self.with_meta else [None] * (stop - start)
             for offset, meta in enumerate(metas):
@@ -230,7 +241,28 @@ class H5ShardReader:
                     arrays[name] = (values[pick], None if scales is None else scales[pick])
                     if spec.per_image:  # its samples would share one row's memory
                         arrays[name] = tuple(None if a is None else a.copy() for a in arrays[name])
-                yield arrays, None if meta is None else as_bytes(meta)
+                yield arrays, None if meta is None else self._meta(row, meta)
+
+    def _get(self, name: str, pick) -> np.ndarray:
+        """Rows of one dataset; a chunk whose checksum fails is named as one line."""
+        try:
+            return self._file[name][pick]
+        except OSError as error:
+            raise ValueError(
+                f"{self.path}: dataset {name!r} cannot be read ({error}): a chunk's Fletcher-32 "
+                "checksum failed, the file was changed; run python -m extract.verify and "
+                "extract again"
+            ) from None
+
+    def _meta(self, row: int, meta) -> bytes:
+        data = as_bytes(meta)
+        if zlib.crc32(data) != self.meta_checksums[row]:
+            raise ValueError(
+                f"{self.path}: sample {self.keys[row]!r}: its json differs from its CRC-32 in "
+                "the offset index (the file was changed); run python -m extract.verify and "
+                "extract again"
+            )
+        return data
 
     def close(self) -> None:
         if self._file is not None:

@@ -18,7 +18,9 @@ from typing import Any
 from .atomic import canonical_json, read_json, write_json_atomic
 from .fields import FieldSpec
 
-FORMAT_VERSION = 3  # 2: an int8 field and its scales are one tar member; 3: per-image, ragged
+# 2: an int8 field and its scales are one tar member; 3: per-image, ragged; 4: each member's
+# CRC-32 in the offset index (tar), Fletcher-32 chunks and the json's CRC-32 (HDF5)
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 FORMATS = ("wds", "hdf5")

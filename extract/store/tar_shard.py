@@ -7,12 +7,15 @@ index entries point at them). A ragged field's member holds only the real rows. 
 one structured array with a record ``(values [D] int8, scale float32)`` per vector: a separate
 scale member cost a tar header and a padded block (1 KiB) per field and sample.
 Headers carry no time, user or group, so the same samples always give the same bytes. The writer
-returns where each member's data starts, which the offset index stores for random access.
+returns where each member's data starts, which the offset index stores for random access, and
+each member's CRC-32, which the reader checks as it reads the member: a run checks exactly the
+bytes it uses, and a run that reads only text fields never reads an image grid to check it.
 """
 
 from __future__ import annotations
 
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +77,8 @@ class TarShardWriter:
         self._tmp = tmp_path(path)
         self._handle = open(self._tmp, "wb")
         self._offset = 0
-        self._image: dict[str, list[int]] = {}  # per-image field -> [offset, size] last stored
+        # per-image field -> ([offset, size], crc32) of its member last stored
+        self._image: dict[str, tuple[list[int], int]] = {}
 
     @property
     def bytes_written(self) -> int:
@@ -82,24 +86,28 @@ class TarShardWriter:
 
     def add(
         self, key: str, encoded: Encoded, meta: bytes | None, repeat: bool = False
-    ) -> list[int]:
-        """Append one sample; returns ``[offset, size]`` of each member's data, in member order.
-        ``repeat``: the sample's image is the previous sample's, whose per-image members serve."""
+    ) -> tuple[list[int], list[int]]:
+        """Append one sample; returns ``[offset, size]`` of each member's data, in member order,
+        and each member's CRC-32. ``repeat``: the sample's image is the previous sample's, whose
+        per-image members serve."""
         safe = member_key(key)
         locations: list[int] = []
+        checksums: list[int] = []
         for name, spec in self.fields.items():
             if repeat and spec.per_image:
-                locations += self._image[name]
-                continue
-            values, scale = encoded[name]
-            stored = pack_int8(values, scale) if spec.has_scale else values
-            location = self._add_member(f"{safe}.{name}.npy", npy_bytes(stored))
-            if spec.per_image:
-                self._image[name] = location
+                location, checksum = self._image[name]
+            else:
+                values, scale = encoded[name]
+                data = npy_bytes(pack_int8(values, scale) if spec.has_scale else values)
+                location, checksum = self._add_member(f"{safe}.{name}.npy", data), zlib.crc32(data)
+                if spec.per_image:
+                    self._image[name] = location, checksum
             locations += location
+            checksums.append(checksum)
         if meta is not None:
             locations += self._add_member(f"{safe}.json", meta)
-        return locations
+            checksums.append(zlib.crc32(meta))
+        return locations, checksums
 
     def _add_member(self, name: str, data: bytes) -> list[int]:
         info = tarfile.TarInfo(name)
@@ -149,6 +157,9 @@ class TarShardReader:
         # [rows, 2 * members] (data offset, size): an array, not JSON's lists of Python ints,
         # which cost about 0.6 KB per sample of a reader's memory
         self.offsets = np.array(index["offsets"], dtype=np.int64).reshape(-1, 2 * len(names))
+        self.checksums = np.array(index["crc32"], dtype=np.uint32).reshape(-1, len(names))
+        self.keys = index["keys"]
+        self.members = names
         self._handle = None
         self._image: dict[str, tuple[tuple[int, int], tuple]] = {}  # field -> (span, arrays)
 
@@ -161,20 +172,21 @@ class TarShardReader:
         if self._handle is None:
             self._handle = open(self.path, "rb")
         offsets = self.offsets[row].tolist()
-        spans = iter(zip(offsets[0::2], offsets[1::2], strict=True))
+        spans = list(zip(offsets[0::2], offsets[1::2], strict=True))
         arrays = {}
-        for name, spec in self.fields.items():
-            span = next(spans)
+        for member, (name, spec) in enumerate(self.fields.items()):
+            span = spans[member]
             if wanted is not None and name not in wanted:
                 continue
             if spec.per_image:  # consecutive samples of one image share the member: read once
                 last = self._image.get(name)
                 if last is None or last[0] != span:
-                    self._image[name] = last = (span, self._load(span, spec.has_scale))
+                    loaded = self._load(row, member, span, spec.has_scale)
+                    self._image[name] = last = (span, loaded)
                 arrays[name] = tuple(None if a is None else a.copy() for a in last[1])
                 continue
-            arrays[name] = self._load(span, spec.has_scale)
-        meta = self._read_span(next(spans)) if self.with_meta else None
+            arrays[name] = self._load(row, member, span, spec.has_scale)
+        meta = self._read_member(row, len(spans) - 1, spans[-1]) if self.with_meta else None
         return arrays, meta
 
     def iterate(self, wanted: set[str] | None = None):
@@ -182,7 +194,8 @@ class TarShardReader:
         for row in range(len(self.offsets)):
             yield self.read(row, wanted)
 
-    def _read_span(self, span: tuple[int, int]) -> bytearray:
+    def _read_member(self, row: int, member: int, span: tuple[int, int]) -> bytearray:
+        """A member's data, checked against its CRC-32 in the offset index."""
         offset, size = span
         self._handle.seek(offset)
         data = bytearray(size)  # a bytearray: the arrays loaded from it are writable
@@ -191,12 +204,21 @@ class TarShardReader:
                 f"{self.path}: truncated (wanted {size} bytes at offset {offset}); "
                 "run python -m extract.verify and extract again"
             )
+        if zlib.crc32(data) != self.checksums[row, member]:
+            raise ValueError(
+                f"{self.path}: sample {self.keys[row]!r}, member {self.members[member]!r}: its "
+                "bytes differ from their CRC-32 in the offset index (the shard was changed); "
+                "run python -m extract.verify and extract again"
+            )
         return data
 
-    def _load(self, span: tuple[int, int], int8: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _load(
+        self, row: int, member: int, span: tuple[int, int], int8: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(values, scale)`` of one field's member (``scale`` is None unless ``int8``)."""
+        data = self._read_member(row, member, span)
         try:
-            stored = load_npy(self._read_span(span))
+            stored = load_npy(data)
             return unpack_int8(stored) if int8 else (stored, None)
         except ValueError as error:
             raise ValueError(

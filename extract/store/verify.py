@@ -95,6 +95,21 @@ def check_files(
     return problems
 
 
+def check_sizes(files: Iterable[tuple[Path, FileRecord]]) -> list[str]:
+    """That each of ``files`` is there at its recorded size (a stat, no read): the problems."""
+    problems: list[str] = []
+    for root, record in files:
+        stamp = _stamp(root / record.name)
+        if stamp is None:
+            problems.append(f"{record.name}: missing")
+        elif stamp[0] != record.bytes:
+            problems.append(
+                f"{record.name}: {stamp[0]} bytes, manifest says {record.bytes} (truncated or "
+                "replaced)"
+            )
+    return problems
+
+
 _SOUND: dict[Path, tuple[tuple[int, int], str]] = {}
 
 

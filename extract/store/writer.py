@@ -278,7 +278,9 @@ class SplitWriter:
         if self._shard is None:
             self._open_shard()
         self._index["keys"].append(key)
-        self._index["offsets"].append(self._shard.add(key, encoded, meta_bytes, repeat))
+        locations, checksums = self._shard.add(key, encoded, meta_bytes, repeat)
+        self._index["offsets"].append(locations)
+        self._index["crc32"].append(checksums)
         if not repeat:
             per_image = {n: v for n, v in encoded.items() if self.spec.fields[n].per_image}
             self._image = None if image is None else (image, per_image)
@@ -340,7 +342,7 @@ class SplitWriter:
         self._shard = WRITERS[self.spec.format](
             path, self.spec.fields, self.spec.limits.max_count, self.with_meta
         )
-        self._index = {"format": self.spec.format, "keys": [], "offsets": []}
+        self._index = {"format": self.spec.format, "keys": [], "offsets": [], "crc32": []}
         self._image = None  # (image, its stored per-image fields) of the shard's last sample
         if self.spec.format == "wds":
             self._index["members"] = member_names(self.spec.fields, self.with_meta)
@@ -355,6 +357,8 @@ class SplitWriter:
             self._index["plan"] = [self.plan.size, self.plan.total]
         if self.spec.format == "hdf5":
             del self._index["offsets"]  # rows are positions; nothing to look up
+            if not self.with_meta:
+                del self._index["crc32"]  # the json's only; the arrays' are HDF5's own
         self._image = None
         idx = index_path(self.cache_dir, self.split, number)
         write_bytes_atomic(idx, json.dumps(self._index, separators=(",", ":")).encode())

@@ -3,6 +3,7 @@ line and no success artifacts, on one process and across ranks."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -43,23 +44,38 @@ def one_error_line(result) -> str:
     return lines[-1]
 
 
-def test_a_changed_byte_stops_the_run_before_training(tmp_path):
+def test_a_changed_byte_stops_the_run_when_read_or_before_training_with_full(tmp_path):
     cache = build(tmp_path / "cache")
     flip_lowest_bit(cache / "train" / "train-000002.tar")
-    line = one_error_line(train(cache, tmp_path / "run"))
+    for mode in ("read", "off"):  # a member is checked against its CRC-32 whenever it is read
+        line = one_error_line(train(cache, tmp_path / mode, "--check-cache", mode))
+        assert "train/train-000002.tar: sample 'train-32', member 'img_emb.npy': its bytes " in line
+        assert "differ from their CRC-32" in line and "python -m extract.verify" in line
+        assert not any((tmp_path / mode / name).exists() for name in SUCCESS)
+    line = one_error_line(train(cache, tmp_path / "full", "--check-cache", "full"))
     assert "train/train-000002.tar: sha256 differs from the manifest" in line
-    assert "python -m extract.verify" in line
-    assert not any((tmp_path / "run" / name).exists() for name in (*SUCCESS, "last.pt"))
-    # off: the same cache trains (the changed bit leaves the value finite)
-    assert train(cache, tmp_path / "trusting", "--check-cache", "off").exit_code == 0
+    assert not any((tmp_path / "full" / name).exists() for name in (*SUCCESS, "last.pt"))
+    # a run that never reads the damaged field is not stopped by it: no distillation, no img_emb
+    assert train(cache, tmp_path / "none", "--distill", "none").exit_code == 0
+
+
+def test_a_damaged_member_read_by_a_dataloader_worker_is_one_line(tmp_path):
+    cache = build(tmp_path / "cache")
+    flip_lowest_bit(cache / "train" / "train-000001.tar")
+    line = one_error_line(train(cache, tmp_path / "run", "--workers", "1"))
+    assert "train/train-000001.tar: sample 'train-16', member 'img_emb.npy'" in line, line
+    assert "Caught ValueError" not in line
 
 
 def test_only_the_files_the_run_reads_are_checked(tmp_path):
     cache = build(tmp_path / "cache")
     flip_lowest_bit(cache / "test" / "test-000000.tar")
-    result = train(cache, tmp_path / "run", "--eval-split", "val")
+    result = train(cache, tmp_path / "run", "--eval-split", "val", "--check-cache", "full")
     assert result.exit_code == 0, result.output
-    assert "test/test-000000.tar" in one_error_line(train(cache, tmp_path / "all"))
+    everything = train(cache, tmp_path / "all", "--check-cache", "full")
+    assert "test/test-000000.tar" in one_error_line(everything)
+    # read as used: evaluating the test split reads the student's inputs, never its img_emb
+    assert train(cache, tmp_path / "read").exit_code == 0
 
 
 def test_files_read_names_the_splits_and_the_group_asked_for(tmp_path):
@@ -139,3 +155,25 @@ def test_a_diverging_run_stops_with_one_line_and_leaves_no_results(tmp_path):
     line = one_error_line(train(cache, out, "--lr", "1e38"))  # the same --out, now failing
     assert line.startswith("error: the loss is ") and "training diverged" in line, line
     assert not any((out / name).exists() for name in (*SUCCESS, "predictions"))
+
+
+def test_a_text_only_run_never_reads_the_image_fields(tmp_path):
+    """Every img_grid and img_emb member of the training split destroyed: a run that distils
+    text alone trains under the default check, since it reads none of them; one that distils
+    the image grid stops at the first it reads."""
+    cache = build(tmp_path / "cache")
+    for shard in sorted((cache / "train").glob("*.tar")):
+        index = json.loads(shard.with_suffix(".idx.json").read_text())
+        data = bytearray(shard.read_bytes())
+        for member in ("img_grid.npy", "img_emb.npy"):
+            column = index["members"].index(member)
+            for row in index["offsets"]:
+                offset, size = row[2 * column : 2 * column + 2]
+                data[offset : offset + size] = b"\xff" * size
+        shard.write_bytes(bytes(data))
+    text_only = ("--distill", "mad", "--branches", "txt", "--confidence", "none")
+    assert train(cache, tmp_path / "text", *text_only, "--eval-split", "val").exit_code == 0
+    line = one_error_line(
+        train(cache, tmp_path / "vis", "--branches", "vis", "--confidence", "none")
+    )
+    assert "member 'img_grid.npy': its bytes differ from their CRC-32" in line

@@ -36,6 +36,22 @@ def test_training_beats_chance_on_an_easy_task(tmp_path, kind, metric, floor):
     assert results["distill_share"]["vis"] > 0 and results["distill_share"]["txt"] > 0
 
 
+@pytest.mark.parametrize("kind", ["vcr", "vqa"])
+def test_an_hdf5_cache_trains_exactly_as_its_tar_twin(tmp_path, kind):
+    """The same samples in both formats: the same batches, so the same losses and scores (a
+    keyed low-shot subset and a streamed whole split)."""
+    runs = {}
+    for fmt in ("wds", "hdf5"):
+        cache = build(tmp_path / fmt, kind, fmt=fmt)
+        for name, changes in (("subset", {"train_fraction": 0.5}), ("whole", {})):
+            out = tmp_path / f"{fmt}-{name}"
+            runs[fmt, name] = Trainer(config(cache, out, epochs=1, **changes)).fit()
+    for name in ("subset", "whole"):
+        tar, hdf5 = runs["wds", name], runs["hdf5", name]
+        assert [e["loss"] for e in tar["history"]] == [e["loss"] for e in hdf5["history"]]
+        assert tar["splits"] == hdf5["splits"]
+
+
 @pytest.mark.parametrize("target", ["tokens", "global"])
 def test_a_token_grid_wider_than_the_embedding_is_a_target(tmp_path, target):
     # open_clip ViT-B/16: grid tokens are 768 wide, the pooled embedding 512

@@ -138,12 +138,13 @@ def build(
     text_suffix: str = "",  # with a tokenizer: longer texts, which LENGTH tokens may cut
     poison: tuple[str, str] | None = None,  # (key, field): NaN there, its sha256 matching
     roles: dict[str, dict] | None = None,  # split -> {"role", "labels"}, as an extraction records
+    fmt: str = "wds",  # or "hdf5"
 ) -> Path:
     counts = counts or {"train": 60, "val": 30, "test": 12}
     num_texts = 8 if kind == "vcr" else 1
     specs = fields(num_texts, image_tokens, grid_width, regions)
     spec = CacheSpec(
-        format="wds",
+        format=fmt,
         dataset={"adapter": kind, "inputs": {}},
         fields=specs,
         task=task_meta(kind),

@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+import zlib
 
 import h5py
 import numpy as np
@@ -143,7 +144,7 @@ def test_tar_shard_bytes_are_those_of_tarfile(tmp_path):
     for key, arrays in samples:
         encoded = {name: encode(spec, arrays[name]) for name, spec in fields.items()}
         meta = json.dumps({"key": key}).encode()
-        locations = writer.add(key, encoded, meta)
+        locations, checksums = writer.add(key, encoded, meta)
         members = [(f"{member_key(key)}.v.npy", npy_bytes(encoded["v"][0]))]
         members += [(f"{member_key(key)}.q.npy", npy_bytes(records(*encoded["q"])))]
         members += [(f"{member_key(key)}.json", meta)]
@@ -153,6 +154,7 @@ def test_tar_shard_bytes_are_those_of_tarfile(tmp_path):
             reference.addfile(info, io.BytesIO(data))
         assert not (tmp_path / "ours.tar").exists()  # written under a .tmp name until closed
         spans.append((members, locations))
+        assert checksums == [zlib.crc32(data) for _, data in members]  # what the reader checks
     writer.close()
     reference.close()
     assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "tarfile.tar").read_bytes()
