@@ -199,8 +199,9 @@ def group_of(config: ExtractConfig) -> str:
 @click.option(
     "--overlap/--no-overlap",
     default=None,
-    help="Decode and write beside the teachers (workers, a writer thread) [default: only when "
-    "they run on a GPU; on a CPU they would share its cores].",
+    help="Decode and write beside the teachers (workers, a writer thread) [default: when they "
+    "run on a GPU, or on a CPU with cores free beside their threads (torch.get_num_threads()); "
+    "else they would share the teachers' cores].",
 )
 @click.option(
     "--decode",

@@ -76,9 +76,19 @@ def test_nonfinite_matches_numpy_isfinite(dtype):
     assert not nonfinite(np.arange(5))  # integers are always finite
 
 
-def test_the_loop_overlaps_its_stages_only_beside_a_gpu_by_default():
+def test_the_loop_overlaps_its_stages_beside_a_gpu_or_on_free_cores_by_default(monkeypatch):
+    from extract import pipeline
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: threads)  # the teachers use them all
     cpu = LoopOptions(device=torch.device("cpu"))
     assert not cpu.overlapped and cpu.decoders() == 0
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: threads + 2)  # two cores free
+    assert cpu.overlapped and cpu.decoders() == 2
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: threads + 9)
+    assert cpu.decoders() == 4  # at most 4 decoders
+    assert not LoopOptions(overlap=False).overlapped
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: threads)
     gpu = LoopOptions(device=torch.device("cuda"))
     assert gpu.overlapped and gpu.decoders() >= 1
     assert LoopOptions(workers=3).decoders() == 3
