@@ -49,8 +49,9 @@ def check_cache(
     if mode == "off":
         return
     files = files_read(cache, splits)
-    sized = [] if mode == "full" else [f for f in files if f[1].name.endswith(READ_AS_USED)]
-    hashed = [f for f in files if f not in sized]
+    as_used = [mode != "full" and record.name.endswith(READ_AS_USED) for _, record in files]
+    sized = [f for f, later in zip(files, as_used, strict=True) if later]
+    hashed = [f for f, later in zip(files, as_used, strict=True) if not later]
 
     def mine(part: list) -> list:
         return part[slice(*distributed.share(len(part), world.rank, world.size))]

@@ -41,14 +41,9 @@ def check_file(cache_dir: Path, record: FileRecord, problems: list[str], prefix:
     naming it ``prefix + record.name`` (a group's files: ``groups/<name>/...``)."""
     path = cache_dir / record.name
     name = prefix + record.name
-    if not path.is_file():
-        problems.append(f"{name}: missing")
-        return False
-    size = path.stat().st_size
-    if size != record.bytes:
-        problems.append(
-            f"{name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)"
-        )
+    problem = size_problem(path, record, name)
+    if problem is not None:
+        problems.append(problem)
         return False
     if sha256_file(path) != record.sha256:
         problems.append(f"{name}: sha256 differs from the manifest (the bytes were changed)")
@@ -95,19 +90,20 @@ def check_files(
     return problems
 
 
+def size_problem(path: Path, record: FileRecord, name: str) -> str | None:
+    """Why the file is not the one recorded, as far as a stat tells (None: it may be)."""
+    if not path.is_file():
+        return f"{name}: missing"
+    size = path.stat().st_size
+    if size != record.bytes:
+        return f"{name}: {size} bytes, manifest says {record.bytes} (truncated or replaced)"
+    return None
+
+
 def check_sizes(files: Iterable[tuple[Path, FileRecord]]) -> list[str]:
     """That each of ``files`` is there at its recorded size (a stat, no read): the problems."""
-    problems: list[str] = []
-    for root, record in files:
-        stamp = _stamp(root / record.name)
-        if stamp is None:
-            problems.append(f"{record.name}: missing")
-        elif stamp[0] != record.bytes:
-            problems.append(
-                f"{record.name}: {stamp[0]} bytes, manifest says {record.bytes} (truncated or "
-                "replaced)"
-            )
-    return problems
+    found = (size_problem(root / record.name, record, record.name) for root, record in files)
+    return [problem for problem in found if problem is not None]
 
 
 _SOUND: dict[Path, tuple[tuple[int, int], str]] = {}
