@@ -172,7 +172,7 @@ class TarShardReader:
         if self._handle is None:
             self._handle = open(self.path, "rb")
         offsets = self.offsets[row].tolist()
-        spans = list(zip(offsets[0::2], offsets[1::2], strict=True))
+        spans = list(zip(offsets[0::2], offsets[1::2], self.checksums[row].tolist(), strict=True))
         arrays = {}
         for member, (name, spec) in enumerate(self.fields.items()):
             span = spans[member]
@@ -181,8 +181,7 @@ class TarShardReader:
             if spec.per_image:  # consecutive samples of one image share the member: read once
                 last = self._image.get(name)
                 if last is None or last[0] != span:
-                    loaded = self._load(row, member, span, spec.has_scale)
-                    self._image[name] = last = (span, loaded)
+                    self._image[name] = last = (span, self._load(row, member, span, spec.has_scale))
                 arrays[name] = tuple(None if a is None else a.copy() for a in last[1])
                 continue
             arrays[name] = self._load(row, member, span, spec.has_scale)
@@ -194,9 +193,9 @@ class TarShardReader:
         for row in range(len(self.offsets)):
             yield self.read(row, wanted)
 
-    def _read_member(self, row: int, member: int, span: tuple[int, int]) -> bytearray:
-        """A member's data, checked against its CRC-32 in the offset index."""
-        offset, size = span
+    def _read_member(self, row: int, member: int, span: tuple[int, int, int]) -> bytearray:
+        """A member's data (``span``: its offset, size and CRC-32 in the offset index), checked."""
+        offset, size, checksum = span
         self._handle.seek(offset)
         data = bytearray(size)  # a bytearray: the arrays loaded from it are writable
         if self._handle.readinto(data) != size:
@@ -204,7 +203,7 @@ class TarShardReader:
                 f"{self.path}: truncated (wanted {size} bytes at offset {offset}); "
                 "run python -m extract.verify and extract again"
             )
-        if zlib.crc32(data) != self.checksums[row, member]:
+        if zlib.crc32(data) != checksum:
             raise ValueError(
                 f"{self.path}: sample {self.keys[row]!r}, member {self.members[member]!r}: its "
                 "bytes differ from their CRC-32 in the offset index (the shard was changed); "
@@ -213,7 +212,7 @@ class TarShardReader:
         return data
 
     def _load(
-        self, row: int, member: int, span: tuple[int, int], int8: bool
+        self, row: int, member: int, span: tuple[int, int, int], int8: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(values, scale)`` of one field's member (``scale`` is None unless ``int8``)."""
         data = self._read_member(row, member, span)
