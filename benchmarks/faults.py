@@ -14,9 +14,10 @@ default teachers, FAISS indices built). Every figure is a count "n / n":
   started again, up to 3 times), then ``--resume``: last.pt (model, optimiser, scheduler, loop
   state, random states), best.pt, results.json's scores and history and metrics.jsonl equal
   those of an uninterrupted run.
-* ``faults_damage_caught_verify`` / ``faults_damage_caught_train``: damaged copies of the cache;
-  caught = ``extract.verify`` exits 1; ``train.run`` (default ``--check-cache full``) exits 1 with
-  one ``error:`` line, no traceback and no results.json.
+* ``faults_damage_caught_verify`` / ``faults_damage_caught_train`` /
+  ``faults_damage_caught_train_full``: damaged copies of the cache; caught = ``extract.verify``
+  exits 1; ``train.run`` (the default ``--check-cache read``, then ``full``) exits 1 with one
+  ``error:`` line, no traceback and no results.json.
 * ``faults_bad_input_clear``: bad inputs; clear = exit 2 with click's usage and one ``Error:``
   line for what the parser checks, exit 1 with one ``error:`` line (the last line) for what is
   checked when used; never a traceback; the line names the option, value or file at fault.
@@ -492,17 +493,22 @@ def damaged_caches(reference: Path, group: str) -> list[dict]:
         damage(cache, cache / file)
         verify = cli("extract.verify", "--cache", str(cache))
         problems = [line.strip() for line in verify.out.splitlines() if line.startswith("  - ")]
-        train = cli("train.run", *train_args(cache, run, 1))
-        form = error_form(train.code, train.err) if train.code == 1 else f"exit {train.code}"
-        line, wrote = last_line(train.err), (run / "results.json").exists()
-        rows.append({
+        row = {
             "damage": name, "file": file, "verify_exit": verify.code,
             "verify_problems": problems[:2], "verify_caught": verify.code == 1,
             "verify_names_file": any(file in problem for problem in problems),
-            "train_exit": train.code, "train_form": form, "train_line": line,
-            "train_names_file": file in line, "train_wrote_results": wrote,
-            "train_caught": form is None and not wrote,
-        })  # fmt: skip
+        }  # fmt: skip
+        for tool, mode in (("train", "read"), ("train_full", "full")):  # the default, then full
+            shutil.rmtree(run, ignore_errors=True)
+            train = cli("train.run", *train_args(cache, run, 1, "--check-cache", mode))
+            form = error_form(train.code, train.err) if train.code == 1 else f"exit {train.code}"
+            line, wrote = last_line(train.err), (run / "results.json").exists()
+            row.update({
+                f"{tool}_exit": train.code, f"{tool}_form": form, f"{tool}_line": line,
+                f"{tool}_names_file": file in line, f"{tool}_wrote_results": wrote,
+                f"{tool}_caught": form is None and not wrote,
+            })  # fmt: skip
+        rows.append(row)
     return rows
 
 
@@ -746,9 +752,10 @@ def main(kills: int, train_kills: int, writer_trials: int, seed: int) -> None:
           **trained, seed=seed)  # fmt: skip
     lap("train_kills")
     rows = damaged_caches(reference, group)
-    for tool in ("verify", "train"):
+    for tool in ("verify", "train", "train_full"):
         mine = [
-            {k: v for k, v in row.items() if k in ("damage", "file") or tool in k} for row in rows
+            {k: v for k, v in row.items() if k in ("damage", "file") or k.startswith(tool + "_")}
+            for row in rows
         ]
         tally(f"damage_caught_{tool}", mine, f"{tool}_caught", "damage", summary)
     lap("damages")

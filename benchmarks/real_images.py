@@ -9,8 +9,14 @@ image ten times in ``train10x.csv``).
   the pooled image embeddings of an open_clip ViT-B/16 (random weights) from the exact decoding
   and from ``--fast-decode``'s (the loader's own ``RecordImages``); the mean, the grid's and the
   trained EfficientNet-Lite0's (every image) are in the details.
-* ``fast_decode_speedup``: the loader's time to read, decode and resize every image to 224 px,
-  exact over fast (each side the fastest of ``--repeats`` + 1 interleaved passes).
+* ``fast_decode_speedup``: the time to decode every image (its bytes in memory), the exact
+  decoding (PIL at full size) over ``--fast-decode``'s (each side the fastest of ``--repeats`` +
+  1 interleaved passes); the loader's whole read (file, sha256, decoding, resizing to 224 px)
+  in the details.
+* ``decode_jpeg_speedup``: the same, PIL's decoding over libjpeg-turbo's through
+  ``torchvision.io.decode_jpeg`` to a tensor; the details count the images whose pixels are
+  identical and give the ratio once that tensor is made a PIL image again (what the exact,
+  PIL-resized path would need).
 * ``extract_efficiency_real``: as ``extract_efficiency`` (``benchmarks/extraction.py``): samples/s
   of a whole extraction (setup excluded) over samples/s of the teachers' forward passes alone on
   the same inputs; exact decoding, ``openclip:ViT-B-16:random``, the CLI's defaults otherwise
@@ -25,6 +31,7 @@ image ten times in ``train10x.csv``).
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -35,6 +42,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from PIL import Image
 
 from benchmarks.common import WORK, Extraction, per_second, pick_device, record
 from benchmarks.extraction import forward_batches, time_forward
@@ -87,8 +95,107 @@ def image_loader(setup: PhotoExtraction, plan, fast: bool, count: int | None = N
     return RecordImages(adapter, records, 0, keys, fast_decode=fast)
 
 
-def decode_seconds(dataset) -> dict[str, float]:
-    """Seconds, per shape, to read, decode and resize each image of the loader's dataset."""
+def decoders(largest: int) -> dict:
+    """The ways to decode a JPEG's bytes that the figures compare: PIL's decoder (the loader's
+    exact path), libjpeg-turbo through ``torchvision.io.decode_jpeg`` to a tensor, the same
+    handed to PIL for the exact resize (the form the loader would need), and
+    ``--fast-decode``'s (PIL at a reduced DCT scale while both sides stay >= ``largest``)."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def pil(data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    def turbo(data: bytes) -> torch.Tensor:  # [3, H, W] uint8
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates it on every call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_jpeg(
+                torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
+            )
+
+    def turbo_to_pil(data: bytes) -> Image.Image:
+        return Image.fromarray(turbo(data).permute(1, 2, 0).contiguous().numpy())
+
+    def fast(data: bytes) -> Image.Image:
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (largest, largest))
+        return image.convert("RGB")
+
+    return {"pil": pil, "decode_jpeg": turbo, "decode_jpeg_to_pil": turbo_to_pil, "fast": fast}
+
+
+def decode_only(setup: PhotoExtraction, plan, passes: int) -> dict[str, dict[str, float]]:
+    """Seconds to decode every photo (its bytes already in memory), per decoder and shape; each
+    the fastest of ``passes`` interleaved passes (other work on a shared machine only ever
+    slows a pass down)."""
+    files = photo_bytes(setup)
+    methods = decoders(plan.image.preprocess.size)
+    best: dict[str, dict[str, float]] = {name: {} for name in methods}
+    for _ in range(passes):
+        for name, decode in methods.items():
+            this_pass: dict[str, float] = {}
+            for shape, data in files:
+                started = time.perf_counter()
+                decode(data)
+                this_pass[shape] = this_pass.get(shape, 0.0) + time.perf_counter() - started
+            for shape, seconds in this_pass.items():
+                best[name][shape] = min(best[name].get(shape, float("inf")), seconds)
+    return best
+
+
+def photo_bytes(setup: PhotoExtraction) -> list[tuple[str, bytes]]:
+    """(shape name, file bytes) of every photo of the set."""
+    from extract.datasets import open_dataset
+
+    adapter = open_dataset("pairs", setup.root())
+    files = [adapter.read_image_bytes(record) for record in adapter.records("train")]
+    return [(shape_name(Image.open(io.BytesIO(data)).size), data) for data in files]
+
+
+def decode_figures(setup: PhotoExtraction, plan, passes: int) -> dict[str, tuple[float, dict]]:
+    """``fast_decode_speedup`` (PIL's exact decoding over --fast-decode's) and
+    ``decode_jpeg_speedup`` (PIL's over ``decode_jpeg``'s to a tensor; with the count of photos
+    whose pixels are identical, and the ratio once its tensor is a PIL image again), decoding
+    alone; the loader's whole read in the details."""
+    best = decode_only(setup, plan, passes)
+    total = {name: sum(by_shape.values()) for name, by_shape in best.items()}
+    files = photo_bytes(setup)
+    methods = decoders(plan.image.preprocess.size)
+    same = sum(
+        np.array_equal(
+            np.asarray(methods["pil"](data)), np.asarray(methods["decode_jpeg_to_pil"](data))
+        )
+        for _, data in files
+    )
+    common = {
+        "ms_per_image": {name: round(1000 * s / len(files), 2) for name, s in total.items()},
+        "s_by_shape": {name: {k: round(v, 3) for k, v in by.items()} for name, by in best.items()},
+        "images": len(files),
+        "passes": passes,
+        "timed": "decoding alone, the bytes in memory (no reading, hashing or resizing)",
+    }
+    fast = {shape: round(best["pil"][shape] / best["fast"][shape], 3) for shape in best["pil"]}
+    loader_ratio, loader = loader_read_speedup(setup, plan, passes)
+    loader["exact_over_fast"] = loader_ratio
+    return {
+        "fast": (
+            round(total["pil"] / total["fast"], 3),
+            {**common, "by_shape": fast, "loader_read_decode_resize": loader},
+        ),
+        "turbo": (
+            round(total["pil"] / total["decode_jpeg"], 3),
+            {
+                **common,
+                "identical_pixels": f"{same}/{len(files)}",
+                "pil_over_decode_jpeg_to_pil": round(total["pil"] / total["decode_jpeg_to_pil"], 3),
+            },
+        ),
+    }
+
+
+def loader_seconds(dataset) -> dict[str, float]:
+    """Seconds, per shape, for the loader to read, hash, decode and resize each image."""
     per_shape: dict[str, float] = {}
     for index in range(len(dataset)):
         started = time.perf_counter()
@@ -101,27 +208,21 @@ def decode_seconds(dataset) -> dict[str, float]:
     return per_shape
 
 
-def decode_speedup(setup: PhotoExtraction, plan, passes: int) -> tuple[float, dict]:
-    """Exact over fast decoding of every image (each shape's fastest of ``passes`` interleaved
-    passes of each mode: other work on a shared machine only ever slows a pass down)."""
+def loader_read_speedup(setup: PhotoExtraction, plan, passes: int) -> tuple[float, dict]:
+    """The loader's whole read of every image to 224 px, exact over fast (each shape's fastest
+    of ``passes`` interleaved passes)."""
     best: dict[bool, dict[str, float]] = {False: {}, True: {}}
     for _ in range(passes):
         for fast in (False, True):
-            for name, seconds in decode_seconds(image_loader(setup, plan, fast)).items():
+            for name, seconds in loader_seconds(image_loader(setup, plan, fast)).items():
                 best[fast][name] = min(best[fast].get(name, float("inf")), seconds)
     exact, fast = best[False], best[True]
     images = len(image_loader(setup, plan, False))
-    details = {
-        "exact_s": {name: round(s, 3) for name, s in exact.items()},
-        "fast_s": {name: round(s, 3) for name, s in fast.items()},
-        "by_shape": {name: round(exact[name] / fast[name], 3) for name in exact},
+    return round(sum(exact.values()) / sum(fast.values()), 3), {
         "exact_ms_per_image": round(1000 * sum(exact.values()) / images, 2),
         "fast_ms_per_image": round(1000 * sum(fast.values()) / images, 2),
-        "images": images,
-        "passes": passes,
-        "to": f"{plan.image.preprocess.size} px {plan.image.preprocess.interpolation}",
+        "by_shape": {name: round(exact[name] / fast[name], 3) for name in exact},
     }
-    return round(sum(exact.values()) / sum(fast.values()), 3), details
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -281,12 +382,12 @@ def vit_figures(options: dict, device: torch.device) -> dict:
     count = options["vit_samples"]
     setup = PhotoExtraction("real-vit", teachers=VIT, images=options["images"], limit=count)
     plan, batches = forward_batches(setup, count, options["batch_size"])
-    speedup = decode_speedup(setup, plan, options["repeats"] + 1)
+    decoding = decode_figures(setup, plan, options["repeats"] + 1)
     for encoder in plan.encoders:
         encoder.to(device)
     cosines = embedding_cosines(plan.image, setup, plan, count, device)
     return {
-        "speedup": speedup,
+        "decoding": decoding,
         "cosines": cosines,
         "efficiency": efficiency(setup, plan, batches, device, options["repeats"]),
     }
@@ -336,8 +437,10 @@ def main(**options) -> None:
     cosines = {**vit["cosines"], "trained_effnet_lite0": default["cosines"], "teacher": VIT}
     cosines["note"] = "random weights; the trained EfficientNet-Lite0's cosines are beside them"
     record("fast_decode_cosine", cosines["min"], command, device, cosines)
-    speedup, details = vit["speedup"]
+    speedup, details = vit["decoding"]["fast"]
     record("fast_decode_speedup", speedup, command, device, {**details, "data": data})
+    speedup, details = vit["decoding"]["turbo"]
+    record("decode_jpeg_speedup", speedup, command, device, {**details, "data": data})
     ratio, details = vit["efficiency"]
     record("extract_efficiency_real", ratio, command, device, {**details, "data": data})
     ratio, details = default["efficiency"]

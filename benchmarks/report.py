@@ -24,6 +24,7 @@ ORDER = [
     "extract_efficiency_real_default",
     "fast_decode_cosine",
     "fast_decode_speedup",
+    "decode_jpeg_speedup",
 ]
 
 

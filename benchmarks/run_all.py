@@ -32,6 +32,7 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
             "faults_train_kill_identical",
             "faults_damage_caught_verify",
             "faults_damage_caught_train",
+            "faults_damage_caught_train_full",
             "faults_bad_input_clear",
             "faults_concurrent_writers_refused",
             "faults_skipped_retried",
@@ -51,6 +52,7 @@ SCRIPTS = {  # name -> (whether it takes --device, the figures it records)
         (
             "fast_decode_cosine",
             "fast_decode_speedup",
+            "decode_jpeg_speedup",
             "extract_efficiency_real",
             "extract_efficiency_real_default",
             "extract_memory_growth",
