@@ -3,7 +3,8 @@
 Each stage is timed. The writer thread overlaps the next batch's encoding; at most one batch
 waits for it, so memory stays bounded. When the teachers run on the CPU, decoding workers and the
 writer thread take cores from them (on 2 cores the overlapped loop is slower: BENCHMARKS.md), so
-by default the loop then runs its stages one after another in the main process.
+by default the loop then runs its stages one after another in the main process, unless cores are
+free beside the teachers' threads (:func:`free_cores`).
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def usable_cores() -> int:
 
 
 def free_cores() -> int:
-    """Cores this process may use beyond the teachers' CPU threads (torch's intra-op pool)."""
-    return max(0, usable_cores() - torch.get_num_threads())
+    """Cores this process may use beyond the teachers' CPU threads (torch's intra-op pool), on
+    its share of the node: torchrun's ranks on one node share its cores."""
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, (usable_cores() - ranks * torch.get_num_threads()) // ranks)
 
 
 class InlinePool:

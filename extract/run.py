@@ -188,7 +188,8 @@ def group_of(config: ExtractConfig) -> str:
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="DataLoader workers decoding images [default: min(4, CPUs) when overlapped, else 0].",
+    help="DataLoader workers decoding images [default when overlapped: up to 4 (on a CPU, the "
+    "free cores), else 0].",
 )
 @click.option(
     "--device",

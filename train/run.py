@@ -304,6 +304,9 @@ def execute(options: dict, progress=None, echo=None) -> list[dict]:
         tuple(options["branches"].split(",")),
     )
     runs = []
+    if len(seeds) > 1:  # an earlier summary must not outlive a failed rerun
+        for name in ("results.json", "report.md"):
+            (options["out"] / name).unlink(missing_ok=True)
     for seed in seeds:
         out = options["out"] if len(seeds) == 1 else options["out"] / f"seed-{seed}"
         trainer = Trainer(make_config(options, distill, seed, out))

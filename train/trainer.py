@@ -277,9 +277,7 @@ class Trainer:
         """Train, select on validation, evaluate every eval split; returns the results."""
         config = self.config
         if self.world.main:  # a failed run must not leave an earlier run's results looking new
-            for name in SUCCESS_FILES:
-                (self.out / name).unlink(missing_ok=True)
-            shutil.rmtree(self.out / "predictions", ignore_errors=True)
+            self.remove_reports()
         splits = {config.train_split, *self.eval_splits} | ({self.val_split} - {None})
         guard.check_cache(self.cache, sorted(splits), config.check_cache, self.world, progress)
         keys, metas, full = self.select_train_keys()
@@ -347,16 +345,30 @@ class Trainer:
                     distributed.barrier(self.world)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch + 1)
-        except guard.NonFiniteError:
-            if self.world.main:  # a failed run leaves no model that looks like its result
-                (self.out / "best.pt").unlink(missing_ok=True)
-                shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
+        except ValueError:  # non-finite values, a damaged member of the cache
+            self.remove_results()
             raise
         finally:
             run_log.close()
-        results = self.final_results(model, collate, keys, metas, weights, state)
+        try:
+            results = self.final_results(model, collate, keys, metas, weights, state)
+        except ValueError:  # a damaged member of an evaluation split
+            self.remove_results()
+            raise
         results["pool_samples"] = len(pool)
         return results
+
+    def remove_results(self) -> None:
+        """A failed run leaves no model, score or prediction that looks like its result."""
+        if self.world.main:
+            (self.out / "best.pt").unlink(missing_ok=True)
+            shutil.rmtree(self.out / BEST_PRETRAINED, ignore_errors=True)
+            self.remove_reports()
+
+    def remove_reports(self) -> None:
+        for name in SUCCESS_FILES:
+            (self.out / name).unlink(missing_ok=True)
+        shutil.rmtree(self.out / "predictions", ignore_errors=True)
 
     def wrap(self, model: DistilledStudent):
         """The model a training step calls: DDP's wrapper across ranks, else the model itself.

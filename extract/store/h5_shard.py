@@ -184,7 +184,13 @@ class H5ShardReader:
         if self._file is None:
             import h5py
 
-            self._file = h5py.File(self.path, "r")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as error:
+                raise ValueError(
+                    f"{self.path}: cannot be opened as HDF5 ({error}): the file was changed; run "
+                    "python -m extract.verify and extract again"
+                ) from None
             rows = self._file["keys"].shape[0]
             if rows != self.count:
                 raise ValueError(
@@ -206,7 +212,7 @@ class H5ShardReader:
         return start, stop
 
     def read(self, row: int, wanted: set[str] | None = None) -> tuple[dict, bytes]:
-        handle = self._open()
+        self._open()
         arrays = {}
         for name, spec in self.fields.items():
             if wanted is not None and name not in wanted:
@@ -216,11 +222,11 @@ class H5ShardReader:
             values = self._get(f"fields/{name}", pick)
             scale = self._get(f"scales/{name}", pick) if spec.has_scale else None
             arrays[name] = (np.asarray(values), None if scale is None else np.asarray(scale))
-        return arrays, self._meta(row, handle["meta"][row]) if self.with_meta else None
+        return arrays, self._meta(row, self._get("meta", row)) if self.with_meta else None
 
     def iterate(self, wanted: set[str] | None = None):
         """All rows in order, read a block at a time (much faster than row by row in h5py)."""
-        handle = self._open()
+        self._open()
         for start in range(0, self.count, MAX_CHUNK_ROWS):
             stop = min(self.count, start + MAX_CHUNK_ROWS)
             block = {}
@@ -231,7 +237,9 @@ class H5ShardReader:
                 values = self._get(f"fields/{name}", slice(low, high))
                 scales = self._get(f"scales/{name}", slice(low, high)) if spec.has_scale else None
                 block[name] = (spec, low, values, scales)
-            metas = handle["meta"][start:stop] if self.with_meta else [None] * (stop - start)
+            metas = (
+                self._get("meta", slice(start, stop)) if self.with_meta else [None] * (stop - start)
+            )
             for offset, meta in enumerate(metas):
                 row = start + offset
                 arrays = {}
@@ -247,11 +255,11 @@ class H5ShardReader:
         """Rows of one dataset; a chunk whose checksum fails is named as one line."""
         try:
             return self._file[name][pick]
-        except OSError as error:
+        except (OSError, KeyError) as error:
             raise ValueError(
                 f"{self.path}: dataset {name!r} cannot be read ({error}): a chunk's Fletcher-32 "
-                "checksum failed, the file was changed; run python -m extract.verify and "
-                "extract again"
+                "checksum failed or the file's structure was changed; run python -m "
+                "extract.verify and extract again"
             ) from None
 
     def _meta(self, row: int, meta) -> bytes:

@@ -94,3 +94,15 @@ def test_the_loop_overlaps_its_stages_beside_a_gpu_or_on_free_cores_by_default(m
     assert LoopOptions(workers=3).decoders() == 3
     forced = LoopOptions(overlap=True)
     assert forced.overlapped and forced.decoders() >= 1
+
+
+def test_torchruns_ranks_on_one_node_share_its_free_cores(monkeypatch):
+    from extract import pipeline
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 2 * threads + 4)
+    assert pipeline.free_cores() == threads + 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks: each its threads, half the rest
+    assert pipeline.free_cores() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert pipeline.free_cores() == max(0, (4 - threads) // 3)

@@ -177,3 +177,13 @@ def test_a_text_only_run_never_reads_the_image_fields(tmp_path):
         train(cache, tmp_path / "vis", "--branches", "vis", "--confidence", "none")
     )
     assert "member 'img_grid.npy': its bytes differ from their CRC-32" in line
+
+
+def test_a_damaged_eval_member_found_after_training_leaves_no_model_or_predictions(tmp_path):
+    cache = build(tmp_path / "cache")
+    flip_lowest_bit(cache / "test" / "test-000000.tar", "pixels.npy")  # read only at the end
+    out = tmp_path / "run"
+    line = one_error_line(train(cache, out))
+    assert "test/test-000000.tar: sample 'test-0', member 'pixels.npy'" in line, line
+    assert (out / "last.pt").is_file()  # training finished; its checkpoint can resume
+    assert not any((out / name).exists() for name in (*SUCCESS, "predictions", "best_hf"))
