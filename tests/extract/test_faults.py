@@ -73,7 +73,13 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes_to_the_same_bytes(
     assert not list(out.rglob("*.tmp")) and (out / "train" / "train-000001.tar").is_file()
     assert not (out / "manifest.json").exists()
     monkeypatch.setattr(TarShardWriter, "_add_member", real)
+    # what a kill -9 in the middle of a write leaves; shard 0 is finished, so its .tmp is only
+    # removed by the resume's clean-up, not by writing the shard again
+    stray = [out / "train" / "train-000000.tar.tmp", out / "train" / "train-000002.idx.json.tmp"]
+    for path in stray:
+        path.write_bytes(b"half a shard")
     assert run(arguments(snli, out)).exit_code == 0
+    assert not list(out.rglob("*.tmp"))  # removed on resume
     assert cache_files(out) == cache_files(whole)
 
 
